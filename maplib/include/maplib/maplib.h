@@ -1,0 +1,303 @@
+#ifndef MAPLIB_MAPLIB_H
+#define MAPLIB_MAPLIB_H
+
+/*
+ * maplib: a compacting concurrent map over liburcu's lock-free hash table.
+ *
+ * Copyright the metrics-adapter authors. Licensed like the rest of the project.
+ *
+ * What it is
+ * ----------
+ * A hash map from byte-string keys to caller-owned entries, built on cds_lfht:
+ * lookups and iteration are lock-free and never block; insert, replace and
+ * delete are lock-free too. Deleted entries are handed to the caller's reclaim
+ * callback only after an RCU grace period, so a reader that found an entry
+ * can keep using it until it leaves its read-side critical section.
+ *
+ * "Compacting" means that memory follows the live set both ways:
+ *  - deleted entries are reclaimed after a grace period (never left linked as
+ *    tombstones, whether or not anything reads the table);
+ *  - the bucket array follows the entry count down as well as up: maplib owns
+ *    the sizing policy (liburcu's automatic resize is switched off, see
+ *    "Sizing" below), so the bucket count in ml_stats is the one maplib set;
+ *  - an empty map can be retired without blocking (ml_map_retire), which is
+ *    how a caller removes a group that lost its last entry;
+ *  - freed memory is given back to the operating system (see "Memory").
+ *
+ * Entries are intrusive: the caller embeds a struct ml_node in its own entry
+ * and gets it back with caa_container_of(). The key bytes live in the caller's
+ * entry too (ml_node_init() records a pointer to them); they must not change
+ * while the node is linked and until its reclaim callback has run.
+ *
+ * RCU flavour and threads
+ * -----------------------
+ * maplib uses the default liburcu flavour, urcu-memb (<urcu.h>, -lurcu): read
+ * locks cost two plain stores plus a compiler barrier thanks to
+ * sys_membarrier, and a registered thread that is outside a read-side critical
+ * section never holds back a grace period. That last property is why memb and
+ * not qsbr: threads we do not create (libmicrohttpd's pool) may sit idle for
+ * minutes, and under qsbr an idle registered thread stalls every grace period
+ * until it reports a quiescent state. urcu-bp would register threads
+ * automatically but makes every rcu_read_lock() pay for a membarrier-less
+ * fence check; lazy registration (ml_thread_online) gives memb's cost with
+ * bp's convenience.
+ *
+ * Every thread that calls into maplib must be a registered RCU reader. Threads
+ * the project creates call rcu_register_thread()/rcu_unregister_thread() or
+ * ml_thread_online() (which also unregisters automatically at thread exit).
+ *
+ * Thread safety: every function is safe to call from any registered thread
+ * unless its comment says otherwise.
+ *
+ * Sizing
+ * ------
+ * liburcu 0.13.2's CDS_LFHT_AUTO_RESIZE can switch itself off for good (a race
+ * in the lazy-resize launcher), cds_lfht_resize() spins forever on a size that
+ * is not a power of two, and the library exposes no bucket count. maplib
+ * therefore creates tables without AUTO_RESIZE and resizes them itself:
+ * writers keep an entry count, and when it leaves the band around the current
+ * bucket count the map is queued to maplib's maintenance thread, which calls
+ * cds_lfht_resize() with a power of two derived from the count (never below
+ * the configured minimum). ml_map_maintain() does the same synchronously.
+ *
+ * Memory
+ * ------
+ * glibc keeps freed small chunks in its arenas; after a large delete the
+ * maintenance thread returns them with malloc_trim(0) (rate-limited). The
+ * policy and the measurements behind it are described in maplib's README
+ * section of bench/README.md.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ml_map;
+
+/*
+ * The node the caller embeds in its entry. All fields are private to maplib:
+ * a caller must not read or write them.
+ */
+struct ml_node {
+    struct cds_lfht_node _lfht;
+    struct rcu_head _rcu;
+    struct ml_map *_map;
+    const void *_key;
+    uint32_t _keylen;
+};
+
+/*
+ * The caller's reclaim callback: frees the entry that embeds @node. Called
+ * once per linked-then-unlinked node, after a grace period, from liburcu's
+ * call_rcu worker thread (a registered reader, outside any read-side critical
+ * section). It must not block for long and must not call ml_map_destroy().
+ */
+typedef void (*ml_reclaim_fn)(struct ml_node *node);
+
+struct ml_map_config {
+    /* Name used in statistics. Copied. NULL means "unnamed". */
+    const char *name;
+    /* Minimum number of buckets, rounded up to a power of two; 0 means 1. */
+    unsigned long min_buckets;
+    /* Frees the enclosing entry after a grace period. Required. */
+    ml_reclaim_fn reclaim;
+};
+
+/* Counters of one map. Gauges are exact when the map is quiescent. */
+struct ml_stats {
+    uint64_t live;      /* entries linked in the table */
+    uint64_t pending;   /* unlinked, waiting for their grace period */
+    uint64_t reclaimed; /* total entries handed to the reclaim callback */
+    uint64_t inserts;   /* total successful inserts (including the insert half of a replace) */
+    uint64_t deletes;   /* total successful unlinks (including the removal half of a replace) */
+    uint64_t buckets;   /* bucket count maplib last resized the table to */
+    uint64_t resizes;   /* total resizes performed */
+};
+
+/*
+ * ml_map_new - create a map.
+ * @cfg: configuration; cfg->reclaim is required. Not retained after the call
+ *       (the name is copied).
+ * @out: on success, the new map. Written only on success.
+ *
+ * Returns 0, -EINVAL (bad configuration) or -ENOMEM.
+ * Must be called from a registered thread, outside a read-side critical
+ * section. Starts maplib's maintenance thread on first use.
+ */
+int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out);
+
+/*
+ * ml_map_destroy - delete every entry, wait for their reclaim and free the map.
+ * @map: the map; no other thread may use it any more.
+ *
+ * Every remaining entry is unlinked and handed to the reclaim callback after
+ * a grace period; the call returns once all of this map's callbacks have run
+ * (it waits with rcu_barrier()).
+ * Returns 0. Must be called from a registered thread, outside a read-side
+ * critical section, and never from a reclaim callback.
+ */
+int ml_map_destroy(struct ml_map *map);
+
+/*
+ * ml_map_retire - destroy an empty map later, without blocking.
+ * @map: a map that is empty and unreachable for new readers (the caller has
+ *       already unlinked whatever pointed to it).
+ *
+ * The maintenance thread waits for a grace period, so that readers that still
+ * hold @map finish, then destroys it. Returns 0, or -ENOTEMPTY if the map
+ * still holds entries (the map is then left untouched).
+ * May be called inside a read-side critical section and from a reclaim
+ * callback.
+ */
+int ml_map_retire(struct ml_map *map);
+
+/*
+ * ml_node_init - prepare a node before insertion.
+ * @node: the node embedded in the caller's entry.
+ * @key, @keylen: the key bytes, owned by the caller's entry; they must stay
+ *       valid and unchanged until the node's reclaim callback has run (or,
+ *       if the node is never linked, until the caller frees it).
+ *       @keylen must be below 2^32.
+ */
+void ml_node_init(struct ml_node *node, const void *key, size_t keylen);
+
+/* The key of a node, as given to ml_node_init(). */
+static inline const void *ml_node_key(const struct ml_node *node, size_t *keylen)
+{
+    *keylen = node->_keylen;
+    return node->_key;
+}
+
+/*
+ * ml_lookup - find the entry with this key.
+ *
+ * Returns the node or NULL. Call with rcu_read_lock() held; the node stays
+ * valid (not freed) until rcu_read_unlock(), but it may be unlinked
+ * concurrently: ml_node_is_deleted() tells. Acts as an rcu_dereference():
+ * the entry's fields written before its ml_insert() are visible.
+ */
+struct ml_node *ml_lookup(struct ml_map *map, const void *key, size_t keylen);
+
+/*
+ * ml_insert - insert a node unless its key is present.
+ * @node: initialised with ml_node_init(); not linked in any map.
+ * @existing: if not NULL and the key is present, receives the present node.
+ *
+ * Returns 0 when @node was linked, -EEXIST when the key was present (then the
+ * caller still owns @node and may free it at once: no reader ever saw it).
+ * Call with rcu_read_lock() held. Full memory barrier before a successful
+ * insert (writes to the entry are visible to readers that find it).
+ * May queue a resize to the maintenance thread; never resizes inline.
+ */
+int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existing);
+
+/*
+ * ml_upsert - insert a node, replacing the node with the same key if any.
+ * @node: initialised with ml_node_init(); not linked in any map.
+ * @replaced: if not NULL, receives the replaced node or NULL.
+ *
+ * Returns 0. A replaced node is unlinked and handed to the reclaim callback
+ * after a grace period; the caller may read it until rcu_read_unlock().
+ * Call with rcu_read_lock() held. Full memory barrier before and after.
+ */
+int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replaced);
+
+/*
+ * ml_replace - replace one specific node by another with the same key.
+ * @old: a node found in @map.
+ * @node: initialised with ml_node_init() with the same key bytes as @old.
+ *
+ * Used to relocate an entry into fresh memory. Returns 0 when @old was
+ * replaced (it is reclaimed after a grace period), -ENOENT when @old had
+ * already been unlinked (the caller still owns @node), -EINVAL when the keys
+ * differ. Call with rcu_read_lock() held. Full memory barrier on success.
+ */
+int ml_replace(struct ml_map *map, struct ml_node *old, struct ml_node *node);
+
+/*
+ * ml_delete - unlink a node.
+ *
+ * Returns 0 when this call unlinked @node (its reclaim callback runs after a
+ * grace period), -ENOENT when it was already unlinked by another thread.
+ * Call with rcu_read_lock() held; @node may be read until rcu_read_unlock().
+ * Full memory barrier on success.
+ */
+int ml_delete(struct ml_map *map, struct ml_node *node);
+
+/*
+ * ml_node_is_deleted - whether a node has been unlinked (or replaced).
+ * Call with rcu_read_lock() held. Writers that update an entry found by
+ * lookup check this under their per-entry lock (DESIGN 4a: get-or-create then
+ * update must not land in a dead node).
+ */
+int ml_node_is_deleted(struct ml_node *node);
+
+/*
+ * Iteration over all linked nodes, in no particular order. Nodes inserted or
+ * deleted during the walk may or may not be seen; every node linked for the
+ * whole walk is seen exactly once. Call with rcu_read_lock() held for the
+ * whole walk.
+ *
+ *     struct ml_iter it;
+ *     for (struct ml_node *n = ml_first(map, &it); n; n = ml_next(map, &it))
+ */
+struct ml_iter {
+    struct cds_lfht_iter _it;
+};
+struct ml_node *ml_first(struct ml_map *map, struct ml_iter *it);
+struct ml_node *ml_next(struct ml_map *map, struct ml_iter *it);
+
+/* Number of linked entries (relaxed read of maplib's own count). */
+uint64_t ml_map_count(struct ml_map *map);
+
+/* The map's name as configured ("" when unnamed). */
+const char *ml_map_name(const struct ml_map *map);
+
+/* ml_map_stats - copy the map's counters into @st. Safe from any thread. */
+void ml_map_stats(struct ml_map *map, struct ml_stats *st);
+
+/*
+ * ml_stats_total - the sum of the counters of every map, including the
+ * totals of maps already destroyed or retired. @st->buckets is the sum of
+ * current bucket counts. Safe from any thread.
+ */
+void ml_stats_total(struct ml_stats *st);
+
+/*
+ * ml_map_maintain - apply the sizing policy now, synchronously.
+ *
+ * Resizes the table to the power of two the policy derives from the current
+ * count, if it differs from the current bucket count. Returns 1 if it resized,
+ * 0 if not. Must be called from a registered thread, outside a read-side
+ * critical section.
+ */
+int ml_map_maintain(struct ml_map *map);
+
+/*
+ * ml_thread_online - make the calling thread a registered RCU reader, once.
+ *
+ * Idempotent and cheap after the first call (a thread-local flag). The thread
+ * is unregistered automatically when it exits (a pthread key destructor), so
+ * this is how threads the project does not create (libmicrohttpd's pool)
+ * join. Must not be called inside a read-side critical section.
+ */
+void ml_thread_online(void);
+
+/*
+ * ml_shutdown - stop maplib's maintenance thread and wait for every pending
+ * reclaim (rcu_barrier()). Call once at process exit, after the last map is
+ * destroyed, from a registered thread outside a read-side critical section.
+ */
+void ml_shutdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAPLIB_MAPLIB_H */
