@@ -158,6 +158,20 @@ int ml_map_destroy(struct ml_map *map);
 int ml_map_retire(struct ml_map *map);
 
 /*
+ * ml_map_is_retired - whether ml_map_retire() succeeded on @map.
+ *
+ * maplib does not stop an insert into a retired map (that would put a check
+ * on every insert); a caller that can race "remove the empty group" with
+ * "insert into the group" checks this under its own group lock, exactly like
+ * ml_node_is_deleted() for entries. Entries inserted after a retire anyway are
+ * not leaked: the maintenance thread unlinks and reclaims them before the
+ * destroy, so the insert is lost, not the memory. Safe from any thread, while
+ * the map has not been destroyed (after a retire: inside a read-side critical
+ * section that began before the map was unpublished).
+ */
+int ml_map_is_retired(struct ml_map *map);
+
+/*
  * ml_node_init - prepare a node before insertion.
  * @node: the node embedded in the caller's entry.
  * @key, @keylen: the key bytes, owned by the caller's entry; they must stay
@@ -288,6 +302,18 @@ int ml_map_maintain(struct ml_map *map);
  * join. Must not be called inside a read-side critical section.
  */
 void ml_thread_online(void);
+
+/*
+ * ml_set_trim_policy - tune the allocator policy (see "Memory" above).
+ * @min_entries: trim once at least this many entries were reclaimed (all maps
+ *       together) since the last trim; 0 switches trimming off.
+ * @interval_ms: and at most once per this many milliseconds.
+ * The defaults are 65536 entries and 1000 ms. Safe from any thread.
+ */
+void ml_set_trim_policy(uint64_t min_entries, unsigned interval_ms);
+
+/* ml_trim_count - how many times the maintenance thread called malloc_trim(0). */
+uint64_t ml_trim_count(void);
 
 /*
  * ml_shutdown - stop maplib's maintenance thread and wait for every pending
