@@ -158,7 +158,8 @@ static uint32_t symtab_ref(struct symtab *t, const char *p, size_t n)
     if (t->n == t->cap) {
         size_t nc = t->cap ? t->cap * 2 : 64;
         char **ns = arena_alloc(t->a, nc * sizeof *ns);
-        memcpy(ns, t->str, t->n * sizeof *ns);
+        if (t->n)
+            memcpy(ns, t->str, t->n * sizeof *ns);
         t->str = ns;
         t->cap = nc;
     }
