@@ -11,6 +11,13 @@
  * route's cap and answers 413 itself (on the first callback when
  * Content-Length already says so).
  *
+ * Handlers run outside any RCU read-side critical section and must leave it
+ * that way: http queues the response after the handler returns, and a read
+ * section must never be held across a socket write (DESIGN 4a).
+ *
+ * Each listener exports metrics_adapter_http_requests_total{listener,code}
+ * through selfmetrics.
+ *
  * Not thread-safe except where stated: routes are added before http_start().
  */
 
@@ -75,11 +82,22 @@ enum {
 int http_route(struct http_server *srv, const char *pattern, int flags, size_t body_cap,
                http_handler_fn fn, void *ctx);
 
+/*
+ * http_server_new - a listener, not yet bound. @cfg is copied.
+ * Returns 0, -EINVAL when cfg->address is not "host:port" / "[v6]:port" with a
+ * numeric port below 65536 (or the host does not resolve), or -ENOMEM.
+ */
 int http_server_new(const struct http_listener_config *cfg, struct http_server **out);
 /* Bind and start the pool. Returns 0 or a negative errno (address in use...). */
 int http_start(struct http_server *srv);
 /* The bound port (useful with port 0). */
 unsigned http_port(const struct http_server *srv);
+/* The bound address as "127.0.0.1:8080" or "[::1]:8080" (valid after http_start()). */
+const char *http_bound_address(const struct http_server *srv);
+/* Whether the bound address is loopback (127.0.0.0/8, ::1); valid after http_start(). */
+int http_is_loopback(const struct http_server *srv);
+/* The listener's name, as configured. */
+const char *http_name(const struct http_server *srv);
 /* Stop accepting, finish in-flight requests, join the pool, free. */
 void http_server_free(struct http_server *srv);
 

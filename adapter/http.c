@@ -1,0 +1,528 @@
+/*
+ * http: listeners over libmicrohttpd 0.9.75.
+ *
+ * DESIGN: one MHD daemon per listener, MHD_USE_INTERNAL_POLLING_THREAD |
+ * MHD_USE_EPOLL with a thread pool; the connection limit is split by MHD
+ * across the pool threads. We create, bind and listen the socket ourselves
+ * and hand it to MHD (MHD_OPTION_LISTEN_SOCKET): that gives start-up errors a
+ * real errno (EADDRINUSE, EACCES) and tells us the bound address, from which
+ * the port (port 0 picks a free one) and "loopback or not" are derived. The
+ * peer address never decides anything.
+ *
+ * A request goes through MHD's access handler several times:
+ *  1. first call (headers read): register the pool thread with RCU (lazily,
+ *     ml_thread_online()), pick the route, and answer 404 or 413 right away
+ *     when there is no route or Content-Length is over the route's cap. MHD
+ *     then skips the body and closes the connection.
+ *  2. body chunks: appended to a per-request buffer up to the cap. Past it the
+ *     buffer is freed and the rest is read and discarded, and the answer is a
+ *     413 (MHD cannot queue a response in the middle of a body); a client that
+ *     keeps sending far beyond the cap is disconnected.
+ *  3. last call: the handler runs with the whole body and fills a response,
+ *     which is queued here, after the handler has returned, so no RCU read
+ *     section is ever held while MHD writes to the socket.
+ * MHD_OPTION_NOTIFY_COMPLETED frees the per-request state in every case
+ * (completed, aborted, timed out).
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include <maplib/maplib.h>
+
+#include "expo.h"
+#include "log.h"
+#include "selfmetrics.h"
+
+/* A body this many times over its cap is not worth reading to the end. */
+#define DISCARD_FACTOR 4
+
+struct route {
+    char *pattern;
+    size_t plen;
+    int flags;
+    size_t body_cap;
+    http_handler_fn fn;
+    void *ctx;
+};
+
+struct http_server {
+    char *name;
+    char *address;
+    unsigned threads;
+    unsigned max_connections;
+    unsigned timeout_s;
+    size_t default_body_cap;
+
+    struct sockaddr_storage want; /* parsed from address */
+    socklen_t wantlen;
+
+    struct route *routes;
+    size_t nroutes, caproutes;
+
+    struct MHD_Daemon *daemon;
+    unsigned port;
+    int loopback;
+    struct http_server *next; /* on the servers list once started */
+    char bound[INET6_ADDRSTRLEN + 16];
+
+    /* Requests answered, by status code (100..599); relaxed counters. */
+    _Atomic uint64_t by_code[500];
+};
+
+struct req_state {
+    const struct route *route; /* NULL: no route */
+    size_t cap;
+    struct buf body;
+    uint64_t discarded;
+    int too_large;
+    int responded;
+};
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    return d;
+}
+
+/*
+ * "host:port", "[v6]:port", ":port" (all addresses). The port is required and
+ * numeric; the host may be a name (resolved once, here).
+ */
+static int parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+    char host[256];
+    const char *port;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        port = rb + 2;
+        if (!strchr(host, ':'))
+            return -EINVAL; /* brackets are for IPv6 literals */
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        if (strchr(host, ':'))
+            return -EINVAL; /* an IPv6 literal needs brackets */
+        port = colon + 1;
+    }
+    if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
+        return -EINVAL;
+
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0 || !res)
+        return -EINVAL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return 1;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+static void format_address(const struct sockaddr_storage *ss, char *out, size_t outlen, unsigned *port)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        *port = ntohs(in6->sin6_port);
+        snprintf(out, outlen, "[%s]:%u", ip, *port);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        *port = ntohs(in->sin_port);
+        snprintf(out, outlen, "%s:%u", ip, *port);
+    }
+}
+
+int http_server_new(const struct http_listener_config *cfg, struct http_server **out)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    if (parse_address(cfg->address ? cfg->address : "", &srv->want, &srv->wantlen)) {
+        free(srv);
+        return -EINVAL;
+    }
+    srv->name = xstrdup(cfg->name ? cfg->name : "http");
+    srv->address = xstrdup(cfg->address);
+    srv->threads = cfg->threads;
+    srv->max_connections = cfg->max_connections ? cfg->max_connections : 1024;
+    srv->timeout_s = cfg->timeout_s;
+    srv->default_body_cap = cfg->default_body_cap ? cfg->default_body_cap : 1 << 20;
+    *out = srv;
+    return 0;
+}
+
+int http_route(struct http_server *srv, const char *pattern, int flags, size_t body_cap, http_handler_fn fn,
+               void *ctx)
+{
+    if (srv->daemon)
+        return -EBUSY;
+    if (srv->nroutes == srv->caproutes) {
+        size_t ncap = srv->caproutes ? srv->caproutes * 2 : 8;
+        struct route *r = realloc(srv->routes, ncap * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        srv->routes = r;
+        srv->caproutes = ncap;
+    }
+    struct route *r = &srv->routes[srv->nroutes++];
+    r->pattern = xstrdup(pattern);
+    r->plen = strlen(pattern);
+    r->flags = flags;
+    r->body_cap = body_cap ? body_cap : srv->default_body_cap;
+    r->fn = fn;
+    r->ctx = ctx;
+    return 0;
+}
+
+static const struct route *find_route(const struct http_server *srv, const char *path)
+{
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const struct route *r = &srv->routes[i];
+        if (r->flags & HTTP_ROUTE_PREFIX) {
+            if (strncmp(path, r->pattern, r->plen) == 0)
+                return r;
+        } else if (strcmp(path, r->pattern) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+const char *http_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->_conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const struct http_request *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->_conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+void http_resp_header(struct http_response *resp, const char *name, const char *value)
+{
+    if (resp->nheaders >= HTTP_MAX_EXTRA_HEADERS)
+        return;
+    resp->headers[resp->nheaders].name = xstrdup(name);
+    resp->headers[resp->nheaders].value = xstrdup(value);
+    resp->nheaders++;
+}
+
+static void response_release(struct http_response *resp)
+{
+    for (unsigned i = 0; i < resp->nheaders; i++) {
+        free(resp->headers[i].name);
+        free(resp->headers[i].value);
+    }
+    resp->nheaders = 0;
+    buf_free(&resp->body);
+}
+
+static void count_status(struct http_server *srv, int status)
+{
+    if (status >= 100 && status <= 599)
+        atomic_fetch_add_explicit(&srv->by_code[status - 100], 1, memory_order_relaxed);
+}
+
+/* Queue @resp on @conn and release it. The one place a status goes on the wire. */
+static enum MHD_Result send_response(struct http_server *srv, struct MHD_Connection *conn,
+                                     struct req_state *st, struct http_response *resp)
+{
+    size_t len;
+    char *data = buf_steal(&resp->body, &len);
+    struct MHD_Response *r;
+    if (len) {
+        r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    } else {
+        free(data);
+        data = NULL;
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r) {
+        free(data);
+        response_release(resp);
+        return MHD_NO;
+    }
+    int status = resp->status ? resp->status : 200;
+    if (status != 204 && status != 304)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                resp->content_type ? resp->content_type : "text/plain; charset=utf-8");
+    for (unsigned i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
+    response_release(resp);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        st->responded = 1;
+        count_status(srv, status);
+    }
+    return ret;
+}
+
+static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection *conn, struct req_state *st,
+                                 int status, const char *text)
+{
+    struct http_response resp = {.status = status};
+    buf_puts(&resp.body, text);
+    return send_response(srv, conn, st, &resp);
+}
+
+static enum MHD_Result on_first_call(struct http_server *srv, struct MHD_Connection *conn, const char *url,
+                                     struct req_state *st)
+{
+    st->route = find_route(srv, url);
+    if (!st->route)
+        return send_text(srv, conn, st, 404, "not found\n");
+    st->cap = st->route->body_cap;
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && *end == '\0' && n > st->cap)
+            return send_text(srv, conn, st, 413, "request body too large\n");
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct req_state *st = *con_cls;
+
+    if (!st) {
+        /* Pool threads are not ours: join RCU on first use; a pthread key
+         * destructor unregisters them when MHD joins its pool. */
+        ml_thread_online();
+        st = calloc(1, sizeof(*st));
+        if (!st)
+            return MHD_NO;
+        *con_cls = st;
+        return on_first_call(srv, conn, url, st);
+    }
+    if (st->responded) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!st->too_large && st->body.len + n > st->cap) {
+            st->too_large = 1;
+            buf_free(&st->body);
+        }
+        if (st->too_large) {
+            st->discarded += n;
+            return st->discarded > (uint64_t)st->cap * DISCARD_FACTOR ? MHD_NO : MHD_YES;
+        }
+        buf_append(&st->body, upload_data, n);
+        return MHD_YES;
+    }
+    if (st->too_large)
+        return send_text(srv, conn, st, 413, "request body too large\n");
+
+    struct http_request req = {
+        .method = method,
+        .path = url,
+        .body = st->body.len ? (const uint8_t *)st->body.data : NULL,
+        .body_len = st->body.len,
+        .listener_is_loopback = srv->loopback,
+        ._conn = conn,
+    };
+    struct http_response resp = {.status = 200};
+    st->route->fn(st->route->ctx, &req, &resp);
+    return send_response(srv, conn, st, &resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct req_state *st = *con_cls;
+    if (!st)
+        return;
+    buf_free(&st->body);
+    free(st);
+    *con_cls = NULL;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    struct http_server *srv = cls;
+    char text[512];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    log_warn("libmicrohttpd", "listener=%s detail=%s", srv->name, text);
+}
+
+/*
+ * Every started listener is on this list so that one collector writes the
+ * requests family under a single HELP/TYPE header (the text format allows a
+ * family only once per scrape). Lock order: selfmetrics' registry mutex (held
+ * while collecting), then servers_mu.
+ */
+static pthread_mutex_t servers_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct http_server *servers;
+
+static void http_collect(void *ctx, struct buf *out)
+{
+    static const char name[] = "metrics_adapter_http_requests_total";
+    char code[8];
+    pthread_mutex_lock(&servers_mu);
+    expo_header(out, name, "counter", "HTTP requests answered, by listener and status code.");
+    for (struct http_server *srv = servers; srv; srv = srv->next) {
+        for (int i = 0; i < 500; i++) {
+            uint64_t v = atomic_load_explicit(&srv->by_code[i], memory_order_relaxed);
+            if (!v)
+                continue;
+            snprintf(code, sizeof(code), "%d", i + 100);
+            const char *labels[] = {"listener", srv->name, "code", code, NULL};
+            expo_sample_u64(out, name, labels, v);
+        }
+    }
+    pthread_mutex_unlock(&servers_mu);
+}
+
+int http_start(struct http_server *srv)
+{
+    int fd = socket(srv->want.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    int rc;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&srv->want, srv->wantlen) < 0 || listen(fd, 1024) < 0) {
+        rc = -errno;
+        goto fail_fd;
+    }
+    struct sockaddr_storage got;
+    socklen_t gotlen = sizeof(got);
+    if (getsockname(fd, (struct sockaddr *)&got, &gotlen) < 0) {
+        rc = -errno;
+        goto fail_fd;
+    }
+    format_address(&got, srv->bound, sizeof(srv->bound), &srv->port);
+    srv->loopback = addr_is_loopback(&got);
+
+    unsigned threads = srv->threads;
+    if (!threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    /* MHD splits the limit across pool threads; each must get at least one. */
+    unsigned maxconn = srv->max_connections < threads ? threads : srv->max_connections;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (got.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* The logger goes first, or MHD reports option errors through its own. */
+    srv->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
+                         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
+                         MHD_OPTION_CONNECTION_LIMIT, maxconn, MHD_OPTION_CONNECTION_TIMEOUT, srv->timeout_s,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    if (!srv->daemon) {
+        rc = -EIO;
+        goto fail_fd;
+    }
+    /* From here MHD owns fd and closes it in MHD_stop_daemon(). */
+    pthread_mutex_lock(&servers_mu);
+    srv->next = servers;
+    servers = srv;
+    pthread_mutex_unlock(&servers_mu);
+    selfmetrics_register(http_collect, NULL); /* -EEXIST after the first listener */
+    return 0;
+
+fail_fd:
+    close(fd);
+    return rc;
+}
+
+unsigned http_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+const char *http_bound_address(const struct http_server *srv)
+{
+    return srv->bound;
+}
+
+int http_is_loopback(const struct http_server *srv)
+{
+    return srv->loopback;
+}
+
+const char *http_name(const struct http_server *srv)
+{
+    return srv->name;
+}
+
+void http_server_free(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->daemon) {
+        pthread_mutex_lock(&servers_mu);
+        struct http_server **pp = &servers;
+        while (*pp && *pp != srv)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = srv->next;
+        int last = servers == NULL;
+        pthread_mutex_unlock(&servers_mu);
+        if (last)
+            selfmetrics_unregister(http_collect, NULL);
+        MHD_stop_daemon(srv->daemon);
+    }
+    for (size_t i = 0; i < srv->nroutes; i++)
+        free(srv->routes[i].pattern);
+    free(srv->routes);
+    free(srv->name);
+    free(srv->address);
+    free(srv);
+}

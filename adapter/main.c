@@ -1,0 +1,158 @@
+/*
+ * metrics-adapter: the process.
+ *
+ * DESIGN: main blocks the signals it handles before anything else can start
+ * a thread, because liburcu 0.13's call_rcu and resize workers (and
+ * libmicrohttpd's pool) do not block signals themselves and inherit the
+ * creating thread's mask: with the mask set first, every thread has them
+ * blocked and the only place they are received is the sigwaitinfo() loop
+ * below, on the main thread. SIGPIPE is ignored (a client that goes away
+ * must not kill the process).
+ *
+ * Start-up order: flags, log, RCU registration of main, the series store,
+ * the listeners and their routes, then the signal loop. Shutdown runs the same
+ * list backwards: stop the listeners (in-flight requests finish, MHD joins its
+ * pool), free the store, then ml_shutdown() waits for every pending RCU
+ * callback so that nothing is left for LeakSanitizer to report.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu.h>
+
+#include <maplib/maplib.h>
+
+#include "flags.h"
+#include "http.h"
+#include "log.h"
+#include "selfmetrics.h"
+
+/* Block the handled signals in the calling thread (and every thread it creates). */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Wait for SIGTERM or SIGINT; SIGHUP asks for a reload. Returns the signal. */
+static int wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("sigwaitinfo failed", "error=%s", strerror(errno));
+            return SIGTERM;
+        }
+        if (sig == SIGHUP) {
+            /* Reload hook: the rule set and certificates will be rebuilt here. */
+            log_info("reload requested", "signal=SIGHUP");
+            continue;
+        }
+        return sig;
+    }
+}
+
+static int start_listener(const struct ma_config *cfg, struct http_server **out)
+{
+    struct http_listener_config lc = {
+        .name = "ingest",
+        .address = cfg->listen_address,
+        .threads = cfg->http_threads,
+        .max_connections = cfg->max_connections,
+        .timeout_s = (unsigned)(cfg->http_timeout_ms / 1000),
+        .default_body_cap = 1 << 20,
+    };
+    struct http_server *srv;
+    int rc = http_server_new(&lc, &srv);
+    if (rc == -EINVAL) {
+        fprintf(stderr,
+                "metrics-adapter: invalid value \"%s\" for flag --listen-address: expected host:port\n",
+                cfg->listen_address);
+        return 2;
+    }
+    if (rc) {
+        log_error("cannot create listener", "listener=ingest error=%s", strerror(-rc));
+        return 1;
+    }
+    if ((rc = selfmetrics_add_routes(srv)) != 0) {
+        log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
+    /* INGEST: ingest route registration goes here, e.g.
+     *   ingest_add_routes(srv, store, cfg);
+     * (POST /api/v1/write with body cap cfg->max_body_bytes). */
+    if ((rc = http_start(srv)) != 0) {
+        log_error("cannot listen", "listener=ingest addr=%s error=%s", cfg->listen_address, strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
+    log_info("listening", "listener=%s addr=%s loopback=%s", http_name(srv), http_bound_address(srv),
+             http_is_loopback(srv) ? "true" : "false");
+    *out = srv;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t sigs;
+    /* Before the first RCU call and before any thread exists (see DESIGN). */
+    block_signals(&sigs);
+
+    struct ma_config cfg;
+    char err[512];
+    int rc = flags_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rc == FLAGS_HELP || rc == FLAGS_VERSION) {
+        if (rc == FLAGS_HELP)
+            flags_usage(stdout, "metrics-adapter");
+        else
+            flags_version(stdout);
+        flags_free(&cfg);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "metrics-adapter: %s\n", err);
+        flags_free(&cfg);
+        return 2;
+    }
+    log_set_level(cfg.log_level);
+    selfmetrics_init();
+
+    rcu_register_thread();
+    int status = 0;
+    struct http_server *ingest = NULL;
+
+    /* STORE: create the series store here, e.g.
+     *   struct store *store; if (store_new(&cfg, &store)) { status = 1; goto out_rcu; }
+     * and register its collector with selfmetrics_register(). */
+
+    status = start_listener(&cfg, &ingest);
+    if (status)
+        goto out_store;
+    log_info("started", "version=%s", MA_VERSION);
+
+    int sig = wait_for_stop(&sigs);
+    log_info("shutting down", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    http_server_free(ingest);
+out_store:
+    /* STORE: store_free(store) here, after every listener is stopped. */
+    selfmetrics_shutdown();
+    ml_shutdown();
+    rcu_unregister_thread();
+    if (status == 0)
+        log_info("stopped", NULL);
+    log_flush();
+    flags_free(&cfg);
+    return status;
+}
