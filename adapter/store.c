@@ -1,0 +1,1329 @@
+/*
+ * store: the series store. See store.h for the API.
+ *
+ * DESIGN
+ *
+ * Three levels of maplib maps: metrics (by name) -> groups (by namespace)
+ * -> series (by encoded labels). Readers find a series with three lookups
+ * under one rcu_read_lock() and never take a lock.
+ *
+ * Series. Writers serialise on s->lock (a spin lock word; two HA senders or a
+ * retry racing the original may write one series at the same moment). Under
+ * it they bracket every change of the sample ring with s->seq (odd while a
+ * change is in progress). Readers copy the ring with relaxed atomic loads
+ * between two reads of s->seq and retry when it was odd or changed: a
+ * snapshot is always one that a writer left in place. The ring lives inline
+ * in the series entry; when the window holds more samples than fit, the
+ * writer copies them into a bigger heap block and publishes it with
+ * rcu_assign_pointer (pairs with the rcu_dereference in snapshot_once()); the
+ * block it replaced is freed through call_rcu, because a reader may still be
+ * copying from it. The capacity a reader uses comes from the block itself, so
+ * a reader that sees a new block with an old head/count (caught by the seqlock
+ * afterwards) still never reads out of bounds.
+ *
+ * Get-or-create versus delete (DESIGN 4a). A stale marker or the reaper
+ * deletes a series under its lock; a writer that found the series by lookup
+ * takes the lock and then checks ml_node_is_deleted(): if the node is dead it
+ * retries the lookup (and creates a new series), so a sample never lands in
+ * a dead node.
+ *
+ * Groups and metric entries are removed when empty, and only by the reaper
+ * (one reaper pass at a time, reap_mu). The race with a writer that is about
+ * to insert into that group is settled by the group's state word: creators
+ * increment it (an in-flight count) while they insert and before they count
+ * the new series; the reaper CASes it from 0 to DEAD, then re-reads the
+ * series count (an insert may have completed between its first look and the
+ * CAS) and backs off (stores 0) if the count is not zero. A creator that sees
+ * DEAD waits for the reaper to either unlink the entry or back off, and then
+ * looks it up again. Because only the reaper unlinks groups and metrics, the
+ * reaper may keep pointers to them across read-side sections, which is how it
+ * keeps those sections to one group at a time.
+ *
+ * Counters are relaxed atomics. Per-sample counts are tallied per request by
+ * the caller (struct store_tally) and added once.
+ */
+
+#include "store.h"
+
+#include "expo.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEAD_BIT (UINT64_C(1) << 63)
+
+#define RELAXED   __ATOMIC_RELAXED
+#define LD(p)     __atomic_load_n((p), RELAXED)
+#define ST(p, v)  __atomic_store_n((p), (v), RELAXED)
+#define ADD(p, v) __atomic_fetch_add((p), (v), RELAXED)
+#define SUB(p, v) __atomic_fetch_sub((p), (v), RELAXED)
+
+struct slot {
+    int64_t ts;
+    uint64_t vbits; /* the value's bits: stored and loaded as an integer, so no torn double */
+};
+
+struct sample_block {
+    struct rcu_head rcu;
+    uint32_t cap;
+    struct slot s[];
+};
+
+struct store_metric {
+    struct ml_node node;
+    uint64_t state;   /* DEAD_BIT | creators in flight */
+    uint64_t nseries; /* live series of this metric, plus reservations in flight */
+    uint64_t ngroups; /* linked groups */
+    int type;
+    struct ml_map *groups;
+    uint32_t name_len;
+    char name[];
+};
+
+struct store_group {
+    struct ml_node node;
+    uint64_t state;   /* DEAD_BIT | creators in flight */
+    uint64_t nseries; /* linked series */
+    struct store_metric *metric;
+    struct ml_map *series;
+    uint32_t ns_len;
+    char ns[];
+};
+
+struct store_series {
+    struct ml_node node;
+    struct store_group *group;
+    uint32_t lock; /* writers only */
+    uint32_t seq;  /* odd while a writer changes the ring */
+    int64_t newest;
+    struct sample_block *heap; /* NULL: the ring is inl[] */
+    uint16_t head, n, cap, inl_cap;
+    struct slot inl[]; /* inl_cap slots, then the key bytes */
+};
+
+struct counters {
+    uint64_t series_live, groups_live, metrics_live;
+    uint64_t series_created, deleted_stale, deleted_ttl;
+    uint64_t refused[STORE_REFUSED_COUNT];
+    uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, stale_absent;
+    uint64_t heap_blocks, reap_passes;
+};
+
+struct store {
+    struct store_config cfg;
+    struct ml_map *metrics;
+    int refuse_new;
+    struct counters c;
+
+    pthread_mutex_t reap_mu; /* one reap pass at a time: only the reaper unlinks groups and metrics */
+    pthread_t reaper;
+    int reaper_started;
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake_cv;
+    int wake, stop;
+};
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers                                                              */
+/* ------------------------------------------------------------------------- */
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "store: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return p;
+}
+
+static inline void cpu_relax(unsigned *spins)
+{
+    if (++*spins < 64)
+        __builtin_ia32_pause();
+    else
+        sched_yield();
+}
+
+/* hold_enter/hold_exit: a creator's in-flight count; fails once the entry is DEAD. */
+static int hold_enter(uint64_t *w)
+{
+    uint64_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (v & DEAD_BIT)
+            return 0;
+        /* Pairs with the CAS in try_kill(): a hold taken first makes the kill fail. */
+        if (__atomic_compare_exchange_n(w, &v, v + 1, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return 1;
+    }
+}
+
+static void hold_exit(uint64_t *w)
+{
+    /* Release: the counts the creator bumped are visible to the reaper's acquiring CAS. */
+    __atomic_fetch_sub(w, 1, __ATOMIC_RELEASE);
+}
+
+static int try_kill(uint64_t *w)
+{
+    uint64_t zero = 0;
+    return __atomic_compare_exchange_n(w, &zero, DEAD_BIT, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+static void unkill(uint64_t *w)
+{
+    __atomic_store_n(w, 0, __ATOMIC_RELEASE);
+}
+
+static void series_lock(struct store_series *s)
+{
+    unsigned spins = 0;
+    /* Acquire pairs with the release in series_unlock(). */
+    while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE))
+        while (LD(&s->lock))
+            cpu_relax(&spins);
+}
+
+static void series_unlock(struct store_series *s)
+{
+    __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+}
+
+static void seq_begin(struct store_series *s)
+{
+    ST(&s->seq, s->seq + 1);
+    /* Orders the odd seq before the ring stores; pairs with the acquire fence in snapshot_once(). */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void seq_end(struct store_series *s)
+{
+    /* Release: the ring stores happen before the even seq; pairs with the reader's first acquire load. */
+    __atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+}
+
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, size_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static int varint_get(const uint8_t **pp, const uint8_t *end, size_t *v)
+{
+    const uint8_t *p = *pp;
+    size_t x = 0;
+    for (unsigned shift = 0; p < end && shift < 64; shift += 7) {
+        uint8_t b = *p++;
+        x |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            *pp = p;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int is_label(const struct api_rw_label *l, const char *name, size_t len)
+{
+    return l->name_len == len && memcmp(l->name, name, len) == 0;
+}
+
+const char *store_refusal_str(enum store_refusal r)
+{
+    switch (r) {
+    case STORE_REFUSED_MAX_SERIES:
+        return "max_series";
+    case STORE_REFUSED_MAX_PER_METRIC:
+        return "max_series_per_metric";
+    case STORE_REFUSED_MEMORY:
+        return "memory";
+    default:
+        return "none";
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Reclaim callbacks (after a grace period, from call_rcu's worker)           */
+/* ------------------------------------------------------------------------- */
+
+static void series_reclaim(struct ml_node *node)
+{
+    struct store_series *s = caa_container_of(node, struct store_series, node);
+    if (s->heap)
+        free(s->heap);
+    free(s);
+}
+
+static void group_reclaim(struct ml_node *node)
+{
+    struct store_group *g = caa_container_of(node, struct store_group, node);
+    if (g->series && ml_map_retire(g->series) != 0)
+        fprintf(stderr, "store: group map not empty at reclaim (leaked)\n");
+    free(g);
+}
+
+static void metric_reclaim(struct ml_node *node)
+{
+    struct store_metric *m = caa_container_of(node, struct store_metric, node);
+    if (m->groups && ml_map_retire(m->groups) != 0)
+        fprintf(stderr, "store: metric map not empty at reclaim (leaked)\n");
+    free(m);
+}
+
+static void block_free_cb(struct rcu_head *head)
+{
+    free(caa_container_of(head, struct sample_block, rcu));
+}
+
+static struct ml_map *map_new(const char *name, unsigned long min_buckets, ml_reclaim_fn fn)
+{
+    struct ml_map_config mc = {.name = name, .min_buckets = min_buckets, .reclaim = fn};
+    struct ml_map *m;
+    if (ml_map_new(&mc, &m) != 0) {
+        fprintf(stderr, "store: cannot create map %s\n", name);
+        abort();
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Write path                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/* The parsed identity of the series being written. */
+struct wkey {
+    const char *name, *ns;
+    size_t name_len, ns_len;
+    const uint8_t *key;
+    size_t key_len;
+};
+
+/* Maps created outside the read-side section, consumed by the creators. */
+struct spare {
+    struct ml_map *groups_map; /* for a new metric */
+    struct ml_map *series_map; /* for a new group */
+};
+
+enum { GET_OK = 0, GET_ABSENT = 1, GET_NEED_GROUPS_MAP = 2, GET_NEED_SERIES_MAP = 3, GET_RETRY = 4 };
+#define GET_REFUSED(r) (16 + (r))
+
+static int metric_hold(struct store *st, const char *name, size_t len, struct spare *sp,
+                       struct store_metric **out)
+{
+    unsigned spins = 0;
+    for (;;) {
+        struct ml_node *n = ml_lookup(st->metrics, name, len);
+        if (n) {
+            struct store_metric *m = caa_container_of(n, struct store_metric, node);
+            if (hold_enter(&m->state)) {
+                *out = m;
+                return GET_OK;
+            }
+            /* Being removed by the reaper: it unlinks it or backs off in a moment. */
+            cpu_relax(&spins);
+            continue;
+        }
+        if (!sp->groups_map)
+            return GET_NEED_GROUPS_MAP;
+        struct store_metric *m = xmalloc(sizeof *m + len + 1);
+        memset(m, 0, sizeof *m);
+        m->state = 1; /* born held by its creator */
+        m->groups = sp->groups_map;
+        m->name_len = (uint32_t)len;
+        memcpy(m->name, name, len);
+        m->name[len] = 0;
+        ml_node_init(&m->node, m->name, len);
+        if (ml_insert(st->metrics, &m->node, NULL) == 0) {
+            sp->groups_map = NULL;
+            ADD(&st->c.metrics_live, 1);
+            *out = m;
+            return GET_OK;
+        }
+        free(m); /* lost a race: never seen by anyone, free at once */
+    }
+}
+
+static int group_hold(struct store *st, struct store_metric *m, const char *ns, size_t len, struct spare *sp,
+                      struct store_group **out)
+{
+    unsigned spins = 0;
+    for (;;) {
+        struct ml_node *n = ml_lookup(m->groups, ns, len);
+        if (n) {
+            struct store_group *g = caa_container_of(n, struct store_group, node);
+            if (hold_enter(&g->state)) {
+                *out = g;
+                return GET_OK;
+            }
+            cpu_relax(&spins);
+            continue;
+        }
+        if (!sp->series_map)
+            return GET_NEED_SERIES_MAP;
+        struct store_group *g = xmalloc(sizeof *g + len + 1);
+        memset(g, 0, sizeof *g);
+        g->state = 1;
+        g->metric = m;
+        g->series = sp->series_map;
+        g->ns_len = (uint32_t)len;
+        memcpy(g->ns, ns, len);
+        g->ns[len] = 0;
+        ml_node_init(&g->node, g->ns, len);
+        if (ml_insert(m->groups, &g->node, NULL) == 0) {
+            sp->series_map = NULL;
+            /* Counted while m is held, so the reaper's kill of m sees it. */
+            ADD(&m->ngroups, 1);
+            ADD(&st->c.groups_live, 1);
+            *out = g;
+            return GET_OK;
+        }
+        free(g);
+    }
+}
+
+static struct store_series *series_alloc(struct store *st, struct store_group *g, const struct wkey *k)
+{
+    unsigned ic = st->cfg.inline_samples;
+    struct store_series *s = xmalloc(sizeof *s + ic * sizeof(struct slot) + k->key_len);
+    memset(s, 0, sizeof *s);
+    s->group = g;
+    s->lock = 1; /* born locked by its creator: other writers wait for its first samples */
+    s->newest = INT64_MIN;
+    s->cap = (uint16_t)ic;
+    s->inl_cap = (uint16_t)ic;
+    uint8_t *key = (uint8_t *)(s->inl + ic);
+    if (k->key_len)
+        memcpy(key, k->key, k->key_len);
+    ml_node_init(&s->node, key, k->key_len);
+    return s;
+}
+
+/*
+ * Reserve one live series globally and for the metric, checking the limits.
+ * Reserving (add, then check, then undo) keeps the limits exact under races.
+ */
+static int reserve(struct store *st, struct store_metric *m)
+{
+    if (LD(&st->refuse_new))
+        return STORE_REFUSED_MEMORY;
+    uint64_t live = ADD(&st->c.series_live, 1) + 1;
+    if (st->cfg.max_series && live > st->cfg.max_series) {
+        SUB(&st->c.series_live, 1);
+        return STORE_REFUSED_MAX_SERIES;
+    }
+    uint64_t per = ADD(&m->nseries, 1) + 1;
+    if (st->cfg.max_series_per_metric && per > st->cfg.max_series_per_metric) {
+        SUB(&m->nseries, 1);
+        SUB(&st->c.series_live, 1);
+        return STORE_REFUSED_MAX_PER_METRIC;
+    }
+    return 0;
+}
+
+static void unreserve(struct store *st, struct store_metric *m)
+{
+    SUB(&m->nseries, 1);
+    SUB(&st->c.series_live, 1);
+}
+
+/* Create the series (or find the one a racing creator just linked). Read lock held. */
+static int series_create(struct store *st, const struct wkey *k, struct spare *sp, struct store_series **out)
+{
+    struct store_metric *m;
+    struct store_group *g;
+    int r = metric_hold(st, k->name, k->name_len, sp, &m);
+    if (r != GET_OK)
+        return r;
+    r = reserve(st, m);
+    if (r) {
+        hold_exit(&m->state);
+        return GET_REFUSED(r);
+    }
+    r = group_hold(st, m, k->ns, k->ns_len, sp, &g);
+    if (r != GET_OK) {
+        unreserve(st, m);
+        hold_exit(&m->state);
+        return r;
+    }
+    struct store_series *s = series_alloc(st, g, k);
+    if (ml_insert(g->series, &s->node, NULL) == 0) {
+        /* Counted before the hold is released: pairs with the reaper's re-check after try_kill(). */
+        ADD(&g->nseries, 1);
+        ADD(&st->c.series_created, 1);
+        hold_exit(&g->state);
+        hold_exit(&m->state);
+        *out = s; /* locked */
+        return GET_OK;
+    }
+    free(s);
+    unreserve(st, m);
+    hold_exit(&g->state);
+    hold_exit(&m->state);
+    return GET_RETRY;
+}
+
+/*
+ * Find the live series and lock it, creating it when @create. Read lock held.
+ * A node found dead under its lock is retried: that is the guard against
+ * samples landing in a node a concurrent stale marker or the reaper removed.
+ */
+static int series_get_locked(struct store *st, const struct wkey *k, int create, struct spare *sp,
+                             struct store_series **out)
+{
+    for (;;) {
+        struct ml_node *n = ml_lookup(st->metrics, k->name, k->name_len);
+        struct store_group *g = NULL;
+        if (n) {
+            struct store_metric *m = caa_container_of(n, struct store_metric, node);
+            struct ml_node *gn = ml_lookup(m->groups, k->ns, k->ns_len);
+            if (gn)
+                g = caa_container_of(gn, struct store_group, node);
+        }
+        if (g) {
+            struct ml_node *sn = ml_lookup(g->series, k->key, k->key_len);
+            if (sn) {
+                struct store_series *s = caa_container_of(sn, struct store_series, node);
+                series_lock(s);
+                if (!ml_node_is_deleted(&s->node)) {
+                    *out = s;
+                    return GET_OK;
+                }
+                series_unlock(s);
+                continue;
+            }
+        }
+        if (!create)
+            return GET_ABSENT;
+        int r = series_create(st, k, sp, out);
+        if (r != GET_RETRY)
+            return r;
+    }
+}
+
+/* Unlink a locked series and count it. Read lock held. */
+static int series_unlink(struct store *st, struct store_series *s)
+{
+    struct store_group *g = s->group;
+    if (ml_delete(g->series, &s->node) != 0)
+        return 0;
+    SUB(&g->metric->nseries, 1);
+    SUB(&g->nseries, 1);
+    SUB(&st->c.series_live, 1);
+    if (s->heap)
+        SUB(&st->c.heap_blocks, 1);
+    return 1;
+}
+
+static struct slot *ring_slots(struct store_series *s)
+{
+    return s->heap ? s->heap->s : s->inl;
+}
+
+/* Move the ring into a block of @cap slots (inline when cap == inl_cap). Writer, inside seq_begin/end. */
+static void ring_move(struct store *st, struct store_series *s, unsigned cap)
+{
+    struct slot *old = ring_slots(s);
+    struct sample_block *oldblk = s->heap, *blk = NULL;
+    struct slot *dst;
+    struct slot tmp[64];
+
+    if (cap == s->inl_cap) {
+        /* Copy out first: the inline slots are the destination. */
+        for (unsigned i = 0; i < s->n; i++)
+            tmp[i] = old[(s->head + i) % s->cap];
+        dst = s->inl;
+        for (unsigned i = 0; i < s->n; i++) {
+            ST(&dst[i].ts, tmp[i].ts);
+            ST(&dst[i].vbits, tmp[i].vbits);
+        }
+    } else {
+        blk = xmalloc(sizeof *blk + cap * sizeof(struct slot));
+        blk->cap = cap;
+        for (unsigned i = 0; i < s->n; i++)
+            blk->s[i] = old[(s->head + i) % s->cap];
+    }
+    ST(&s->head, 0);
+    ST(&s->cap, (uint16_t)cap);
+    /* Publication: pairs with rcu_dereference(s->heap) in snapshot_once(). */
+    rcu_assign_pointer(s->heap, blk);
+    if (oldblk) {
+        /* A reader may still be copying from it. */
+        call_rcu(&oldblk->rcu, block_free_cb);
+        SUB(&st->c.heap_blocks, 1);
+    }
+    if (blk)
+        ADD(&st->c.heap_blocks, 1);
+}
+
+/* Append one sample to a locked series inside seq_begin/end, evicting what left the window. */
+static void ring_append(struct store *st, struct store_series *s, int64_t ts, uint64_t vbits)
+{
+    int64_t horizon = ts - st->cfg.rate_window_ms;
+    /* Evict first: what is older than the new window never needs room. */
+    while (s->n > 0 && ring_slots(s)[s->head].ts < horizon) {
+        ST(&s->head, (uint16_t)((s->head + 1) % s->cap));
+        ST(&s->n, (uint16_t)(s->n - 1));
+    }
+    if (s->n == s->cap) {
+        if (s->cap < STORE_MAX_SAMPLES) {
+            unsigned cap = s->cap * 2u < STORE_MAX_SAMPLES ? s->cap * 2u : STORE_MAX_SAMPLES;
+            ring_move(st, s, cap);
+        } else {
+            /* At the hard cap: lose the oldest rather than grow without bound. */
+            ST(&s->head, (uint16_t)((s->head + 1) % s->cap));
+            ST(&s->n, (uint16_t)(s->n - 1));
+        }
+    } else if (s->heap && s->n + 1u <= s->inl_cap / 2u) {
+        /* The window fits inline again with room to spare: give the block back. */
+        ring_move(st, s, s->inl_cap);
+    }
+    struct slot *sl = &ring_slots(s)[(s->head + s->n) % s->cap];
+    ST(&sl->ts, ts);
+    ST(&sl->vbits, vbits);
+    ST(&s->n, (uint16_t)(s->n + 1));
+    ST(&s->newest, ts);
+}
+
+static int wkey_build(const struct api_rw_label *labels, size_t nlabels, struct wkey *k, uint8_t *stackbuf,
+                      size_t stackcap, uint8_t **heapbuf)
+{
+    size_t len = 0;
+    memset(k, 0, sizeof *k);
+    k->ns = "";
+    for (size_t i = 0; i < nlabels; i++) {
+        const struct api_rw_label *l = &labels[i];
+        if (is_label(l, "__name__", 8)) {
+            k->name = l->value;
+            k->name_len = l->value_len;
+        } else if (is_label(l, "namespace", 9)) {
+            k->ns = l->value;
+            k->ns_len = l->value_len;
+        } else {
+            len += varint_len(l->name_len) + l->name_len + varint_len(l->value_len) + l->value_len;
+        }
+    }
+    if (!k->name)
+        return -EINVAL;
+    uint8_t *buf = stackbuf;
+    *heapbuf = NULL;
+    if (len > stackcap)
+        buf = *heapbuf = xmalloc(len);
+    uint8_t *p = buf;
+    for (size_t i = 0; i < nlabels; i++) {
+        const struct api_rw_label *l = &labels[i];
+        if (is_label(l, "__name__", 8) || is_label(l, "namespace", 9))
+            continue;
+        p = varint_put(p, l->name_len);
+        memcpy(p, l->name, l->name_len);
+        p += l->name_len;
+        p = varint_put(p, l->value_len);
+        memcpy(p, l->value, l->value_len);
+        p += l->value_len;
+    }
+    k->key = buf;
+    k->key_len = len;
+    return 0;
+}
+
+static void spare_fill(int need, struct spare *sp)
+{
+    if (need == GET_NEED_GROUPS_MAP)
+        sp->groups_map = map_new("store_groups", 1, group_reclaim);
+    else
+        sp->series_map = map_new("store_series", 4, series_reclaim);
+}
+
+static void spare_drop(struct spare *sp)
+{
+    /* Empty and never linked anywhere: retiring does not block. */
+    if (sp->groups_map)
+        ml_map_retire(sp->groups_map);
+    if (sp->series_map)
+        ml_map_retire(sp->series_map);
+}
+
+int store_write(struct store *st, const struct api_rw_label *labels, size_t nlabels,
+                const struct api_rw_sample *samples, size_t nsamples, struct store_tally *t)
+{
+    uint8_t stackbuf[512], *heapbuf;
+    struct wkey k;
+    struct spare sp = {0};
+    struct store_series *s = NULL; /* locked, inside seq_begin, when not NULL */
+    int result = STORE_REFUSED_NONE;
+
+    if (wkey_build(labels, nlabels, &k, stackbuf, sizeof stackbuf, &heapbuf) != 0)
+        return -EINVAL;
+    rcu_read_lock();
+    for (size_t i = 0; i < nsamples;) {
+        const struct api_rw_sample *smp = &samples[i];
+        int stale = api_is_stale_nan(smp->value);
+        if (!s) {
+            int r = series_get_locked(st, &k, !stale, &sp, &s);
+            if (r == GET_NEED_GROUPS_MAP || r == GET_NEED_SERIES_MAP) {
+                /* ml_map_new() must run outside a read-side section. */
+                rcu_read_unlock();
+                spare_fill(r, &sp);
+                rcu_read_lock();
+                continue;
+            }
+            if (r >= GET_REFUSED(0)) {
+                result = r - GET_REFUSED(0);
+                t->refused += nsamples - i;
+                t->refused_series[result]++;
+                break;
+            }
+            if (r == GET_ABSENT) {
+                t->stale_absent++;
+                i++;
+                continue;
+            }
+            seq_begin(s);
+        }
+        i++;
+        if (smp->timestamp_ms <= s->newest) {
+            t->out_of_order++;
+            continue;
+        }
+        t->accepted++;
+        if (stale) {
+            if (series_unlink(st, s))
+                ADD(&st->c.deleted_stale, 1);
+            seq_end(s);
+            series_unlock(s);
+            s = NULL;
+            continue;
+        }
+        uint64_t bits;
+        memcpy(&bits, &smp->value, sizeof bits);
+        ring_append(st, s, smp->timestamp_ms, bits);
+    }
+    if (s) {
+        seq_end(s);
+        series_unlock(s);
+    }
+    rcu_read_unlock();
+    spare_drop(&sp);
+    free(heapbuf);
+    return result;
+}
+
+void store_tally_flush(struct store *st, struct store_tally *t)
+{
+    if (t->accepted)
+        ADD(&st->c.accepted, t->accepted);
+    if (t->out_of_order)
+        ADD(&st->c.out_of_order, t->out_of_order);
+    if (t->refused)
+        ADD(&st->c.dropped_refused, t->refused);
+    if (t->invalid)
+        ADD(&st->c.dropped_invalid, t->invalid);
+    if (t->stale_absent)
+        ADD(&st->c.stale_absent, t->stale_absent);
+    for (int r = 1; r < STORE_REFUSED_COUNT; r++)
+        if (t->refused_series[r])
+            ADD(&st->c.refused[r], t->refused_series[r]);
+    memset(t, 0, sizeof *t);
+}
+
+void store_set_metric_type(struct store *st, const char *name, size_t len, int type)
+{
+    struct spare sp = {0};
+    struct store_metric *m;
+    if (type == API_RW_TYPE_UNKNOWN)
+        return;
+    rcu_read_lock();
+    struct ml_node *n = ml_lookup(st->metrics, name, len);
+    if (n && LD(&caa_container_of(n, struct store_metric, node)->type) == type) {
+        rcu_read_unlock(); /* the common case: metadata repeats every minute */
+        return;
+    }
+    int r;
+    while ((r = metric_hold(st, name, len, &sp, &m)) != GET_OK) {
+        rcu_read_unlock();
+        spare_fill(r, &sp);
+        rcu_read_lock();
+    }
+    /* Set while held, so the reaper's kill (which requires an unknown type) cannot race it. */
+    ST(&m->type, type);
+    hold_exit(&m->state);
+    rcu_read_unlock();
+    spare_drop(&sp);
+}
+
+void store_set_refuse_new(struct store *st, int on)
+{
+    ST(&st->refuse_new, on ? 1 : 0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Reaper                                                                     */
+/* ------------------------------------------------------------------------- */
+
+/* Delete the expired series of one group. Read lock held. */
+static uint64_t reap_group(struct store *st, struct store_group *g, int64_t cutoff)
+{
+    uint64_t n = 0;
+    struct ml_iter it;
+    for (struct ml_node *node = ml_first(g->series, &it); node; node = ml_next(g->series, &it)) {
+        struct store_series *s = caa_container_of(node, struct store_series, node);
+        if (LD(&s->newest) >= cutoff)
+            continue;
+        /* Re-check under the lock: a writer may have just added a sample. */
+        series_lock(s);
+        if (!ml_node_is_deleted(&s->node) && s->newest < cutoff && series_unlink(st, s)) {
+            ADD(&st->c.deleted_ttl, 1);
+            n++;
+        }
+        series_unlock(s);
+    }
+    return n;
+}
+
+/* Remove a group if it is empty. Read lock held; caller holds reap_mu. */
+static void reap_group_if_empty(struct store *st, struct store_metric *m, struct store_group *g)
+{
+    if (LD(&g->nseries) != 0 || !try_kill(&g->state))
+        return;
+    /* An insert may have completed between the first look and the CAS. */
+    if (__atomic_load_n(&g->nseries, __ATOMIC_ACQUIRE) != 0) {
+        unkill(&g->state);
+        return;
+    }
+    if (ml_delete(m->groups, &g->node) == 0) {
+        SUB(&m->ngroups, 1);
+        SUB(&st->c.groups_live, 1);
+    }
+}
+
+static void reap_metric_if_empty(struct store *st, struct store_metric *m)
+{
+    if (LD(&m->ngroups) != 0 || LD(&m->type) != API_RW_TYPE_UNKNOWN || !try_kill(&m->state))
+        return;
+    if (__atomic_load_n(&m->ngroups, __ATOMIC_ACQUIRE) != 0 || LD(&m->type) != API_RW_TYPE_UNKNOWN) {
+        unkill(&m->state);
+        return;
+    }
+    if (ml_delete(st->metrics, &m->node) == 0)
+        SUB(&st->c.metrics_live, 1);
+}
+
+/*
+ * Collect up to @max entries of @map into @out. Read lock held. Pointers
+ * stay valid after the section ends because only the reaper unlinks these
+ * entries, and it holds reap_mu.
+ */
+static size_t collect(struct ml_map *map, struct ml_node **out, size_t max)
+{
+    struct ml_iter it;
+    size_t n = 0;
+    for (struct ml_node *node = ml_first(map, &it); node && n < max; node = ml_next(map, &it))
+        out[n++] = node;
+    return n;
+}
+
+uint64_t store_reap(struct store *st, int64_t now_ms)
+{
+    int64_t cutoff = now_ms - st->cfg.series_ttl_ms;
+    uint64_t deleted = 0;
+
+    pthread_mutex_lock(&st->reap_mu);
+    /* Entries created during the pass are left for the next one. */
+    size_t mmax = ml_map_count(st->metrics) + 16;
+    struct ml_node **ms = xmalloc(mmax * sizeof *ms);
+    rcu_read_lock();
+    size_t nm = collect(st->metrics, ms, mmax);
+    rcu_read_unlock();
+
+    for (size_t i = 0; i < nm; i++) {
+        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
+        size_t gmax = ml_map_count(m->groups) + 16;
+        struct ml_node **gs = xmalloc(gmax * sizeof *gs);
+        rcu_read_lock();
+        size_t ng = collect(m->groups, gs, gmax);
+        rcu_read_unlock();
+        /* One read-side section per group keeps them short. */
+        for (size_t j = 0; j < ng; j++) {
+            struct store_group *g = caa_container_of(gs[j], struct store_group, node);
+            rcu_read_lock();
+            deleted += reap_group(st, g, cutoff);
+            reap_group_if_empty(st, m, g);
+            rcu_read_unlock();
+        }
+        free(gs);
+        rcu_read_lock();
+        reap_metric_if_empty(st, m);
+        rcu_read_unlock();
+    }
+    free(ms);
+    ADD(&st->c.reap_passes, 1);
+    pthread_mutex_unlock(&st->reap_mu);
+    return deleted;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *reaper_main(void *arg)
+{
+    struct store *st = arg;
+    rcu_register_thread();
+    pthread_mutex_lock(&st->wake_mu);
+    while (!st->stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        int64_t ns = dl.tv_nsec + (st->cfg.reap_interval_ms % 1000) * 1000000;
+        dl.tv_sec += st->cfg.reap_interval_ms / 1000 + ns / 1000000000;
+        dl.tv_nsec = ns % 1000000000;
+        while (!st->stop && !st->wake)
+            if (pthread_cond_timedwait(&st->wake_cv, &st->wake_mu, &dl) == ETIMEDOUT)
+                break;
+        if (st->stop)
+            break;
+        st->wake = 0;
+        pthread_mutex_unlock(&st->wake_mu);
+        store_reap(st, wall_ms());
+        pthread_mutex_lock(&st->wake_mu);
+    }
+    pthread_mutex_unlock(&st->wake_mu);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+void store_reap_now(struct store *st)
+{
+    pthread_mutex_lock(&st->wake_mu);
+    st->wake = 1;
+    pthread_cond_signal(&st->wake_cv);
+    pthread_mutex_unlock(&st->wake_mu);
+}
+
+uint64_t store_reap_passes(struct store *st)
+{
+    return LD(&st->c.reap_passes);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Life cycle                                                                 */
+/* ------------------------------------------------------------------------- */
+
+int store_new(const struct store_config *cfg, struct store **out)
+{
+    struct store *st = calloc(1, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    st->cfg = *cfg;
+    if (st->cfg.rate_window_ms <= 0)
+        st->cfg.rate_window_ms = 120000;
+    if (st->cfg.series_ttl_ms <= 0)
+        st->cfg.series_ttl_ms = 300000;
+    if (st->cfg.reap_interval_ms <= 0)
+        st->cfg.reap_interval_ms = 10000;
+    if (st->cfg.inline_samples == 0)
+        st->cfg.inline_samples = (unsigned)(st->cfg.rate_window_ms / 15000 + 2);
+    if (st->cfg.inline_samples < 2)
+        st->cfg.inline_samples = 2;
+    if (st->cfg.inline_samples > 64)
+        st->cfg.inline_samples = 64;
+    st->metrics = map_new("store_metrics", 64, metric_reclaim);
+    pthread_mutex_init(&st->reap_mu, NULL);
+    pthread_mutex_init(&st->wake_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->wake_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (cfg->start_reaper) {
+        if (pthread_create(&st->reaper, NULL, reaper_main, st) != 0) {
+            ml_map_destroy(st->metrics);
+            free(st);
+            return -EAGAIN;
+        }
+        st->reaper_started = 1;
+    }
+    *out = st;
+    return 0;
+}
+
+void store_free(struct store *st)
+{
+    if (!st)
+        return;
+    if (st->reaper_started) {
+        pthread_mutex_lock(&st->wake_mu);
+        st->stop = 1;
+        pthread_cond_signal(&st->wake_cv);
+        pthread_mutex_unlock(&st->wake_mu);
+        pthread_join(st->reaper, NULL);
+    }
+    /* Nobody else uses the store now: destroy bottom-up, so no reclaim callback retires a live map. */
+    size_t mmax = ml_map_count(st->metrics) + 16;
+    struct ml_node **ms = xmalloc(mmax * sizeof *ms);
+    rcu_read_lock();
+    size_t nm = collect(st->metrics, ms, mmax);
+    rcu_read_unlock();
+    for (size_t i = 0; i < nm; i++) {
+        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
+        size_t gmax = ml_map_count(m->groups) + 16;
+        struct ml_node **gs = xmalloc(gmax * sizeof *gs);
+        rcu_read_lock();
+        size_t ng = collect(m->groups, gs, gmax);
+        rcu_read_unlock();
+        for (size_t j = 0; j < ng; j++) {
+            struct store_group *g = caa_container_of(gs[j], struct store_group, node);
+            ml_map_destroy(g->series);
+            g->series = NULL;
+        }
+        free(gs);
+        ml_map_destroy(m->groups);
+        m->groups = NULL;
+    }
+    free(ms);
+    ml_map_destroy(st->metrics);
+    rcu_barrier(); /* heap blocks replaced by writers */
+    pthread_cond_destroy(&st->wake_cv);
+    pthread_mutex_destroy(&st->wake_mu);
+    pthread_mutex_destroy(&st->reap_mu);
+    free(st);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Read API                                                                   */
+/* ------------------------------------------------------------------------- */
+
+struct store_metric *store_metric_lookup(struct store *st, const char *name, size_t len)
+{
+    struct ml_node *n = ml_lookup(st->metrics, name, len);
+    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+}
+
+struct store_metric *store_metric_first(struct store *st, struct store_iter *it)
+{
+    struct ml_node *n = ml_first(st->metrics, &it->_it);
+    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+}
+
+struct store_metric *store_metric_next(struct store *st, struct store_iter *it)
+{
+    struct ml_node *n = ml_next(st->metrics, &it->_it);
+    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+}
+
+const char *store_metric_name(const struct store_metric *m, size_t *len)
+{
+    if (len)
+        *len = m->name_len;
+    return m->name;
+}
+
+int store_metric_type(const struct store_metric *m)
+{
+    return LD(&m->type);
+}
+
+uint64_t store_metric_series(const struct store_metric *m)
+{
+    return LD(&m->nseries);
+}
+
+struct store_group *store_group_lookup(struct store *st, const char *metric, size_t mlen, const char *ns,
+                                       size_t nslen)
+{
+    struct store_metric *m = store_metric_lookup(st, metric, mlen);
+    if (!m)
+        return NULL;
+    struct ml_node *n = ml_lookup(m->groups, ns, nslen);
+    return n ? caa_container_of(n, struct store_group, node) : NULL;
+}
+
+struct store_group *store_group_first(struct store_metric *m, struct store_iter *it)
+{
+    struct ml_node *n = ml_first(m->groups, &it->_it);
+    return n ? caa_container_of(n, struct store_group, node) : NULL;
+}
+
+struct store_group *store_group_next(struct store_metric *m, struct store_iter *it)
+{
+    struct ml_node *n = ml_next(m->groups, &it->_it);
+    return n ? caa_container_of(n, struct store_group, node) : NULL;
+}
+
+const char *store_group_namespace(const struct store_group *g, size_t *len)
+{
+    if (len)
+        *len = g->ns_len;
+    return g->ns;
+}
+
+struct store_metric *store_group_metric(const struct store_group *g)
+{
+    return g->metric;
+}
+
+uint64_t store_group_series(const struct store_group *g)
+{
+    return LD(&g->nseries);
+}
+
+struct store_series *store_series_first(struct store_group *g, struct store_iter *it)
+{
+    struct ml_node *n = ml_first(g->series, &it->_it);
+    return n ? caa_container_of(n, struct store_series, node) : NULL;
+}
+
+struct store_series *store_series_next(struct store_group *g, struct store_iter *it)
+{
+    struct ml_node *n = ml_next(g->series, &it->_it);
+    return n ? caa_container_of(n, struct store_series, node) : NULL;
+}
+
+struct store_group *store_series_group(const struct store_series *s)
+{
+    return s->group;
+}
+
+void store_series_labels(const struct store_series *s, struct store_label_iter *li)
+{
+    size_t len;
+    li->_p = ml_node_key(&s->node, &len);
+    li->_end = li->_p + len;
+    li->_g = s->group;
+    li->_emitted = 0;
+}
+
+/* Emit __name__ (bit 0) and namespace (bit 1) at their sorted places among the key's labels. */
+int store_series_label_next(struct store_label_iter *li, struct api_rw_label *out)
+{
+    struct api_rw_label next = {0};
+    int have = 0;
+    if (li->_p < li->_end) {
+        const uint8_t *p = li->_p;
+        size_t nl, vl;
+        if (varint_get(&p, li->_end, &nl) && (size_t)(li->_end - p) >= nl) {
+            next.name = (const char *)p;
+            next.name_len = (uint32_t)nl;
+            p += nl;
+            if (varint_get(&p, li->_end, &vl) && (size_t)(li->_end - p) >= vl) {
+                next.value = (const char *)p;
+                next.value_len = (uint32_t)vl;
+                p += vl;
+                have = 1;
+            }
+        }
+        if (!have)
+            li->_end = li->_p; /* corrupt key: cannot happen, stop */
+        else
+            li->_p = p;
+    }
+    static const char nm[] = "__name__", nsn[] = "namespace";
+    const struct store_group *g = li->_g;
+    int want_name = !(li->_emitted & 1), want_ns = !(li->_emitted & 2) && g->ns_len > 0;
+    /* Which comes first among __name__, namespace and the key's next label. */
+    struct api_rw_label cand[3];
+    int nc = 0;
+    if (want_name)
+        cand[nc++] = (struct api_rw_label){nm, g->metric->name, 8, g->metric->name_len};
+    if (want_ns)
+        cand[nc++] = (struct api_rw_label){nsn, g->ns, 9, g->ns_len};
+    if (have)
+        cand[nc++] = next;
+    if (nc == 0)
+        return 0;
+    int best = 0;
+    for (int i = 1; i < nc; i++) {
+        size_t a = cand[i].name_len, b = cand[best].name_len;
+        int c = memcmp(cand[i].name, cand[best].name, a < b ? a : b);
+        if (c < 0 || (c == 0 && a < b))
+            best = i;
+    }
+    *out = cand[best];
+    if (out->name == nm)
+        li->_emitted |= 1;
+    else if (out->name == nsn)
+        li->_emitted |= 2;
+    if (have && out->name != next.name) {
+        /* Give the key's label back: it is emitted on a later call. */
+        size_t back = varint_len(next.name_len) + next.name_len + varint_len(next.value_len) + next.value_len;
+        li->_p -= back;
+    }
+    return 1;
+}
+
+int store_series_label(const struct store_series *s, const char *name, const char **value, size_t *len)
+{
+    struct store_label_iter li;
+    struct api_rw_label l;
+    size_t nl = strlen(name);
+    store_series_labels(s, &li);
+    while (store_series_label_next(&li, &l)) {
+        if (l.name_len == nl && memcmp(l.name, name, nl) == 0) {
+            *value = l.value;
+            *len = l.value_len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int64_t store_series_newest(const struct store_series *s)
+{
+    int64_t t = LD(&s->newest);
+    return t == INT64_MIN ? 0 : t;
+}
+
+/* One attempt at a snapshot; returns 0 if a writer interfered. */
+static int snapshot_once(const struct store_series *s, struct api_rw_sample *out, size_t max, size_t *held)
+{
+    /* Acquire pairs with the release store in seq_end(). */
+    uint32_t s1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+    if (s1 & 1)
+        return 0;
+    const struct sample_block *blk = rcu_dereference(s->heap);
+    const struct slot *slots = blk ? blk->s : s->inl;
+    unsigned cap = blk ? blk->cap : s->inl_cap;
+    unsigned head = LD(&s->head), n = LD(&s->n);
+    if (n > cap || head >= cap)
+        return 0; /* fields from different writes: the seq check would fail anyway */
+    size_t take = n < max ? n : max;
+    for (size_t i = 0; i < take; i++) {
+        const struct slot *sl = &slots[(head + (n - take) + i) % cap];
+        uint64_t bits = LD(&sl->vbits);
+        out[i].timestamp_ms = LD(&sl->ts);
+        memcpy(&out[i].value, &bits, sizeof bits);
+    }
+    /* Orders the copies before the re-read; pairs with the release fence in seq_begin(). */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (LD(&s->seq) != s1)
+        return 0;
+    *held = n;
+    return 1;
+}
+
+size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample *out, size_t max)
+{
+    size_t held = 0;
+    unsigned spins = 0;
+    while (!snapshot_once(s, out, max, &held))
+        cpu_relax(&spins);
+    return held;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Counters                                                                   */
+/* ------------------------------------------------------------------------- */
+
+void store_get_stats(struct store *st, struct store_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    o->series_live = LD(&st->c.series_live);
+    o->groups_live = LD(&st->c.groups_live);
+    o->metrics_live = LD(&st->c.metrics_live);
+    o->series_created = LD(&st->c.series_created);
+    o->deleted_stale = LD(&st->c.deleted_stale);
+    o->deleted_ttl = LD(&st->c.deleted_ttl);
+    for (int r = 0; r < STORE_REFUSED_COUNT; r++)
+        o->refused[r] = LD(&st->c.refused[r]);
+    o->samples_accepted = LD(&st->c.accepted);
+    o->dropped_out_of_order = LD(&st->c.out_of_order);
+    o->dropped_refused = LD(&st->c.dropped_refused);
+    o->dropped_invalid = LD(&st->c.dropped_invalid);
+    o->stale_absent = LD(&st->c.stale_absent);
+    o->heap_blocks = LD(&st->c.heap_blocks);
+    o->reap_passes = LD(&st->c.reap_passes);
+}
+
+static void family(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    expo_header(b, name, type, help);
+    expo_sample_u64(b, name, NULL, v);
+}
+
+/* maplib's numbers summed over the series tables only (the process totals are selfmetrics' map_*). */
+static void series_tables_stats(struct store *st, struct ml_stats *out)
+{
+    struct store_iter mi, gi;
+    memset(out, 0, sizeof *out);
+    rcu_read_lock();
+    for (struct store_metric *m = store_metric_first(st, &mi); m; m = store_metric_next(st, &mi)) {
+        for (struct store_group *g = store_group_first(m, &gi); g; g = store_group_next(m, &gi)) {
+            struct ml_stats ms;
+            ml_map_stats(g->series, &ms);
+            out->live += ms.live;
+            out->pending += ms.pending;
+            out->buckets += ms.buckets;
+        }
+    }
+    rcu_read_unlock();
+}
+
+void store_collect(void *ctx, struct buf *b)
+{
+    struct store *st = ctx;
+    struct store_stats s;
+    struct ml_stats ms;
+    store_get_stats(st, &s);
+    series_tables_stats(st, &ms);
+
+    family(b, "metrics_adapter_series_live", "gauge", "Series held in the store.", s.series_live);
+    family(b, "metrics_adapter_groups_live", "gauge", "Groups (metric, namespace) held in the store.",
+           s.groups_live);
+    family(b, "metrics_adapter_metric_names_live", "gauge", "Metric names held in the store.",
+           s.metrics_live);
+    family(b, "metrics_adapter_series_created_total", "counter", "Series created.", s.series_created);
+
+    expo_header(b, "metrics_adapter_series_deleted_total", "counter", "Series deleted, by cause.");
+    expo_sample_raw(b, "metrics_adapter_series_deleted_total", "cause=\"stale\"", s.deleted_stale);
+    expo_sample_raw(b, "metrics_adapter_series_deleted_total", "cause=\"ttl\"", s.deleted_ttl);
+
+    expo_header(b, "metrics_adapter_series_refused_total", "counter",
+                "New series refused by a limit, by reason.");
+    for (int r = 1; r < STORE_REFUSED_COUNT; r++) {
+        const char *lv[] = {"reason", store_refusal_str((enum store_refusal)r), NULL};
+        expo_sample_u64(b, "metrics_adapter_series_refused_total", lv, s.refused[r]);
+    }
+
+    family(b, "metrics_adapter_samples_accepted_total", "counter", "Samples stored (stale markers included).",
+           s.samples_accepted);
+    expo_header(b, "metrics_adapter_samples_dropped_total", "counter", "Samples not stored, by reason.");
+    expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"out_of_order\"",
+                    s.dropped_out_of_order);
+    expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"invalid\"", s.dropped_invalid);
+    expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"refused\"", s.dropped_refused);
+    expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"stale_unknown_series\"",
+                    s.stale_absent);
+
+    family(b, "metrics_adapter_series_heap_blocks", "gauge",
+           "Series whose rate window outgrew the inline sample ring.", s.heap_blocks);
+    family(b, "metrics_adapter_reaper_passes_total", "counter", "Completed reaper passes.", s.reap_passes);
+    family(b, "metrics_adapter_series_table_entries", "gauge",
+           "Entries linked in the series tables (maplib, live groups).", ms.live);
+    family(b, "metrics_adapter_series_table_pending_reclaim", "gauge",
+           "Series unlinked and waiting for their grace period (maplib, live groups).", ms.pending);
+    family(b, "metrics_adapter_series_table_buckets", "gauge", "Hash buckets of the series tables (maplib).",
+           ms.buckets);
+}
