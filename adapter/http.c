@@ -459,12 +459,14 @@ int http_start(struct http_server *srv)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (got.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* The logger goes first, or MHD reports option errors through its own. */
-    srv->daemon =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
-                         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-                         MHD_OPTION_CONNECTION_LIMIT, maxconn, MHD_OPTION_CONNECTION_TIMEOUT, srv->timeout_s,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    /* The logger goes first, or MHD reports option errors through its own.
+     * A pool of one is no pool (MHD warns), so the pool option ends the list
+     * early in that case. */
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, maxconn, MHD_OPTION_CONNECTION_TIMEOUT,
+        srv->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, MHD_OPTION_END);
     if (!srv->daemon) {
         rc = -EIO;
         goto fail_fd;
