@@ -93,6 +93,33 @@
 
 #include "maplib/maplib.h"
 
+/*
+ * ThreadSanitizer does not see liburcu's barriers (the library is not
+ * instrumented), so it would report the caller's initialisation of an entry
+ * as racing with every reader that finds it. In TSan builds maplib states the
+ * publication itself: a node is released before cds_lfht links it and
+ * acquired when a lookup or walk returns it, which is the ordering cds_lfht's
+ * full barriers and rcu_dereference() give. Grace periods are not modelled:
+ * frees in reclaim callbacks are left to tests/tsan.supp (liburcu frames) and
+ * to ASan, which is the tool that catches a too-early free.
+ */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ML_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define ML_TSAN 1
+#endif
+#ifdef ML_TSAN
+#include <sanitizer/tsan_interface.h>
+#define tsan_publish(n) __tsan_release(n)
+#define tsan_consume(n) __tsan_acquire(n)
+#else
+#define tsan_publish(n) ((void)0)
+#define tsan_consume(n) ((void)0)
+#endif
+
 #define ML_MAX_STRIPES 16
 #define ML_MAX_BUCKETS (1UL << 30)
 #define ML_TICK_MS     200
@@ -677,7 +704,10 @@ struct ml_node *ml_lookup(struct ml_map *map, const void *key, size_t keylen)
 
     cds_lfht_lookup(map->ht, map_hash(key, keylen), node_match, &k, &it);
     ln = cds_lfht_iter_get_node(&it);
-    return ln ? caa_container_of(ln, struct ml_node, _lfht) : NULL;
+    if (!ln)
+        return NULL;
+    tsan_consume(ln);
+    return caa_container_of(ln, struct ml_node, _lfht);
 }
 
 int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existing)
@@ -687,9 +717,11 @@ int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existin
     struct ml_stripe *st;
 
     node->_map = map;
+    tsan_publish(&node->_lfht);
     ln = cds_lfht_add_unique(map->ht, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
     if (ln != &node->_lfht) {
         node->_map = NULL;
+        tsan_consume(ln);
         if (existing)
             *existing = caa_container_of(ln, struct ml_node, _lfht);
         return -EEXIST;
@@ -707,8 +739,11 @@ int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replace
     struct ml_stripe *st = my_stripe(map);
 
     node->_map = map;
+    tsan_publish(&node->_lfht);
     ln = cds_lfht_add_replace(map->ht, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
     add_relaxed(&st->ins, 1);
+    if (ln)
+        tsan_consume(ln);
     if (ln)
         count_unlink(map, caa_container_of(ln, struct ml_node, _lfht));
     if (replaced)
@@ -733,6 +768,7 @@ int ml_replace(struct ml_map *map, struct ml_node *old, struct ml_node *node)
     it.node = &old->_lfht;
     it.next = CMM_LOAD_SHARED(old->_lfht.next);
     node->_map = map;
+    tsan_publish(&node->_lfht);
     ret = cds_lfht_replace(map->ht, &it, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
     if (ret) {
         node->_map = NULL;
@@ -766,7 +802,10 @@ struct ml_node *ml_first(struct ml_map *map, struct ml_iter *it)
 
     cds_lfht_first(map->ht, &it->_it);
     ln = cds_lfht_iter_get_node(&it->_it);
-    return ln ? caa_container_of(ln, struct ml_node, _lfht) : NULL;
+    if (!ln)
+        return NULL;
+    tsan_consume(ln);
+    return caa_container_of(ln, struct ml_node, _lfht);
 }
 
 struct ml_node *ml_next(struct ml_map *map, struct ml_iter *it)
@@ -775,7 +814,10 @@ struct ml_node *ml_next(struct ml_map *map, struct ml_iter *it)
 
     cds_lfht_next(map->ht, &it->_it);
     ln = cds_lfht_iter_get_node(&it->_it);
-    return ln ? caa_container_of(ln, struct ml_node, _lfht) : NULL;
+    if (!ln)
+        return NULL;
+    tsan_consume(ln);
+    return caa_container_of(ln, struct ml_node, _lfht);
 }
 
 uint64_t ml_map_count(struct ml_map *map)
