@@ -366,11 +366,35 @@ static const struct flag *find_flag(const char *name, size_t len)
     return NULL;
 }
 
+/* "host:port", "[v6]:port" or ":port" with a decimal port below 65536. The
+ * host is resolved later, by the listener; this only catches typos early. */
+static int check_hostport(const char *s)
+{
+    const char *port;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -EINVAL;
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -EINVAL;
+        port = colon + 1;
+    }
+    uint64_t v;
+    if (strlen(port) > 5 || flags_parse_uint(port, 65535, &v))
+        return -EINVAL;
+    return 0;
+}
+
 /* Checks that involve more than one flag, or that a parser cannot express. */
 static int validate(const struct ma_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->listen_address[0])
-        return fail(err, errlen, "invalid value \"\" for flag --listen-address: expected host:port");
+    if (check_hostport(cfg->listen_address))
+        return fail(err, errlen,
+                    "invalid value \"%s\" for flag --listen-address: expected host:port or [v6]:port",
+                    cfg->listen_address);
     if (cfg->max_body_bytes == 0)
         return fail(err, errlen, "invalid value \"0\" for flag --max-body-bytes: must be positive");
     if (cfg->max_decoded_bytes == 0)

@@ -105,6 +105,10 @@ static void test_errors(void)
     EXPECT_ERROR("--drop-labels", "--drop-labels=a-b");
     EXPECT_ERROR("--drop-labels", "--drop-labels=ok,9lives");
     EXPECT_ERROR("--listen-address", "--listen-address=");
+    EXPECT_ERROR("--listen-address", "--listen-address=nonsense");
+    EXPECT_ERROR("--listen-address", "--listen-address=127.0.0.1:99999");
+    EXPECT_ERROR("--listen-address", "--listen-address=::1:80");
+    EXPECT_ERROR("--listen-address", "--listen-address=[::1]");
 }
 
 static void test_durations(void)
