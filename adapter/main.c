@@ -27,8 +27,10 @@
 
 #include "flags.h"
 #include "http.h"
+#include "ingest.h"
 #include "log.h"
 #include "selfmetrics.h"
+#include "store.h"
 
 /* Block the handled signals in the calling thread (and every thread it creates). */
 static void block_signals(sigset_t *set)
@@ -62,7 +64,7 @@ static int wait_for_stop(const sigset_t *set)
     }
 }
 
-static int start_listener(const struct ma_config *cfg, struct http_server **out)
+static int start_listener(const struct ma_config *cfg, struct ingest *ing, struct http_server **out)
 {
     struct http_listener_config lc = {
         .name = "ingest",
@@ -89,9 +91,11 @@ static int start_listener(const struct ma_config *cfg, struct http_server **out)
         http_server_free(srv);
         return 1;
     }
-    /* INGEST: ingest route registration goes here, e.g.
-     *   ingest_add_routes(srv, store, cfg);
-     * (POST /api/v1/write with body cap cfg->max_body_bytes). */
+    if ((rc = ingest_add_routes(ing, srv)) != 0) {
+        log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
     if ((rc = http_start(srv)) != 0) {
         log_error("cannot listen", "listener=ingest addr=%s error=%s", cfg->listen_address, strerror(-rc));
         http_server_free(srv);
@@ -132,11 +136,28 @@ int main(int argc, char **argv)
     int status = 0;
     struct http_server *ingest = NULL;
 
-    /* STORE: create the series store here, e.g.
-     *   struct store *store; if (store_new(&cfg, &store)) { status = 1; goto out_rcu; }
-     * and register its collector with selfmetrics_register(). */
+    struct store *store = NULL;
+    struct ingest *ing = NULL;
+    struct store_config scfg = {
+        .max_series = cfg.max_series,
+        .max_series_per_metric = cfg.max_series_per_metric,
+        .rate_window_ms = (int64_t)cfg.rate_window_ms,
+        .series_ttl_ms = (int64_t)cfg.series_ttl_ms,
+        .reap_interval_ms = (int64_t)cfg.reap_interval_ms,
+        .start_reaper = 1,
+    };
+    if ((rc = store_new(&scfg, &store)) != 0) {
+        log_error("cannot create the series store", "error=%s", strerror(-rc));
+        status = 1;
+        goto out_store;
+    }
+    selfmetrics_register(store_collect, store);
+    if ((rc = ingest_new(&cfg, store, &ing)) != 0) {
+        status = rc == -EINVAL ? 2 : 1;
+        goto out_store;
+    }
 
-    status = start_listener(&cfg, &ingest);
+    status = start_listener(&cfg, ing, &ingest);
     if (status)
         goto out_store;
     log_info("started", "version=%s", MA_VERSION);
@@ -146,7 +167,11 @@ int main(int argc, char **argv)
 
     http_server_free(ingest);
 out_store:
-    /* STORE: store_free(store) here, after every listener is stopped. */
+    ingest_free(ing);
+    if (store) {
+        selfmetrics_unregister(store_collect, store);
+        store_free(store);
+    }
     selfmetrics_shutdown();
     ml_shutdown();
     rcu_unregister_thread();
