@@ -503,6 +503,87 @@ static void test_errors(void)
     CHECK(s == NULL);
 }
 
+/* Syntax corners: named groups in `as`, raw and escaped strings, compound
+ * durations, YAML anchors, "$$", namespaced external grouping. */
+static void test_syntax(void)
+{
+    static const char yaml[] =
+        "rules:\n"
+        "- &r\n"
+        "    seriesQuery: 'x_total{a=~\"b.*\",c!~\"d|e\",f!=\"\",g=\"\\u00e9\\x41\",h=~`\\d+`}'\n"
+        "    seriesFilters: [{isNot: \"_x$\"}]\n"
+        "    resources: {overrides: {a: {group: apps, resource: deployment}}}\n"
+        "    name: {matches: \"^(?P<base>.*)_total$\", as: \"${base}_rate$$\"}\n"
+        "    metricsQuery: >\n"
+        "      avg by (<< .GroupBy >>) (irate(<<.Series>>{<<.LabelMatchers>>, c != `x`,}[1h30m15s500ms]))\n"
+        "- *r\n"
+        "externalRules:\n"
+        "- seriesQuery: '{__name__=~\"^sqs_.*\"}'\n"
+        "  resources: {namespaced: false}\n"
+        "  metricsQuery: COUNT BY (a, b) (increase(<<.Series>>{<<.LabelMatchers>>}[5m]))\n";
+    char err[RULES_ERR_MAX];
+    struct rules_set *s = NULL;
+    int rc = rules_load_buffer(yaml, sizeof(yaml) - 1, &s, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CHECK_INT(rc, 0);
+    CHECK_INT(rules_count(s), 3);
+    const struct rules_rule *r = rules_get(s, 1);
+    CHECK_INT(r->index, 1);
+    CHECK_INT(r->window_ms, 5415500);
+    CHECK_INT(r->fn, RULES_FN_IRATE);
+    CHECK_INT(r->n_extra, 1);
+    CHECK_STR(r->extra[0].value, "x");
+    CHECK_STR(rules_object_label(r, "deployments"), "a");
+    struct lset *ok = LS("__name__=x_total", "a=bz", "c=q", "f=1",
+                         "g=\xc3\xa9"
+                         "A",
+                         "h=42");
+    struct rules_use u[4];
+    CHECK_INT(rules_series_uses(s, ok->l, ok->n, 0, u, 4), 2);
+    CHECK_STR(u[0].metric, "x_rate$");
+    /* each matcher refuses in turn: anchored regexes, !~, !=, =, raw string */
+    struct lset *bad[] = {
+        LS("__name__=x_total", "a=zb", "c=q", "f=1",
+           "g=\xc3\xa9"
+           "A",
+           "h=42"),
+        LS("__name__=x_total", "a=bz", "c=d", "f=1",
+           "g=\xc3\xa9"
+           "A",
+           "h=42"),
+        LS("__name__=x_total", "a=bz", "c=q",
+           "g=\xc3\xa9"
+           "A",
+           "h=42"),
+        LS("__name__=x_total", "a=bz", "c=q", "f=1", "g=eA", "h=42"),
+        LS("__name__=x_total", "a=bz", "c=q", "f=1",
+           "g=\xc3\xa9"
+           "A",
+           "h=4x"),
+        LS("__name__=y_total", "a=bz", "c=q", "f=1",
+           "g=\xc3\xa9"
+           "A",
+           "h=42"),
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_INT(rules_series_uses(s, bad[i]->l, bad[i]->n, 0, u, 4), 0);
+    struct rules_target t[4];
+    CHECK_INT(rules_lookup_custom(s, "deployments.apps", "x_rate$", t, 4), 2);
+    CHECK_STR(t[0].source, "x_total");
+
+    r = rules_get(s, 2);
+    CHECK(r->external);
+    CHECK_INT(r->agg, RULES_AGG_COUNT);
+    CHECK_INT(r->n_group_by, 2);
+    CHECK_STR(r->group_by[1], "b");
+    /* name.matches absent: served under its own name, inverted as identity */
+    CHECK_INT(rules_lookup_external(s, "sqs_depth", t, 4), 1);
+    CHECK_STR(t[0].source, "sqs_depth");
+    CHECK_INT(rules_lookup_external(s, "other", t, 4), 0);
+    rules_free(s);
+}
+
 static void test_defaults(void)
 {
     struct rules_set *s = NULL;
@@ -615,6 +696,7 @@ int main(int argc, char **argv)
     test_config_discovery();
     test_stock_config();
     test_example_config();
+    test_syntax();
     test_errors();
     test_defaults();
     printf("test_rules: ok\n");
