@@ -856,16 +856,20 @@ static void disc_put(struct rules_disc *d, const struct rules_resource *res, con
 
 void rules_disc_add(struct rules_disc *d, const struct rules_label *labels, size_t n, enum rules_type type)
 {
-    struct rules_use uses[8];
-    size_t nu = rules_series_uses(d->set, labels, n, type, uses, 8);
-    if (nu > 8)
-        nu = 8; /* more than eight rules on one series: the rest are found through other series */
-    for (size_t u = 0; u < nu; u++) {
-        const struct rules_rule *r = uses[u].rule;
+    const char *name = rules_label_value(labels, n, "__name__");
+    if (!name || !*name)
+        return;
+    for (size_t k = 0; k < d->set->n_rules; k++) {
+        const struct rules_rule *r = &d->set->rules[k];
+        char metric[RULES_NAME_MAX];
+        if (!rules_matchers_match(r->_sel, r->_n_sel, labels, n) || !served_name(r, name, type, metric))
+            continue;
         if (r->external) {
-            disc_put(d, NULL, uses[u].metric, false);
+            disc_put(d, NULL, metric, false);
             continue;
         }
+        /* Each label that names an object makes the metric servable for
+         * that resource, as prometheus-adapter's ResourcesForSeries does. */
         const char *nsl = ns_label_of(r);
         const char *nsv = nsl ? rules_label_value(labels, n, nsl) : NULL;
         bool has_ns = nsv && *nsv;
@@ -876,7 +880,7 @@ void rules_disc_add(struct rules_disc *d, const struct rules_label *labels, size
             if (!res)
                 continue;
             bool is_ns = strcmp(res->resource, "namespaces") == 0 && !*res->group;
-            disc_put(d, res, uses[u].metric, has_ns && !is_ns);
+            disc_put(d, res, metric, has_ns && !is_ns);
         }
     }
 }

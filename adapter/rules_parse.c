@@ -118,6 +118,27 @@ static const char *key_of(const yaml_node_t *k)
     return k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
 }
 
+/*
+ * Refuse keys outside @allowed and repeated keys in mapping @m: a typo such
+ * as "metricQuery" or a second "name:" would otherwise change what the rule
+ * means without a word. @where prefixes the message ("resources: ").
+ */
+static int check_keys(struct ctx *c, const yaml_node_t *m, const char *const *allowed, const char *where)
+{
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = key_of(node(c, p->key));
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(k, *a) == 0;
+        if (!ok)
+            return fail(c, "%sunknown key '%s'", where, k);
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++)
+            if (strcmp(key_of(node(c, q->key)), k) == 0)
+                return fail(c, "%skey '%s' appears twice", where, k);
+    }
+    return 0;
+}
+
 /* ---- series selectors and label matchers ---- */
 
 struct lexer {
@@ -656,7 +677,7 @@ static int parse_metrics_query(struct ctx *c, struct rules_rule *r, const char *
             return fail(c, "metricsQuery: unsupported function '%.*s' (supported: rate, irate, increase)",
                         (int)n, s);
         r->fn = (enum rules_fn)fn;
-        if ((rc = expect(&*c, &l, '(', "after the function")) < 0 || (rc = parse_vector(c, r, &l)) < 0 ||
+        if ((rc = expect(c, &l, '(', "after the function")) < 0 || (rc = parse_vector(c, r, &l)) < 0 ||
             (rc = expect(c, &l, '[', "(the function needs a range such as [2m])")) < 0)
             return rc;
         const char *w = l.p, *close = memchr(l.p, ']', (size_t)(l.end - l.p));
@@ -776,16 +797,19 @@ static int parse_override(struct ctx *c, struct rlist *rl, const char *label, co
 {
     if (!v || v->type != YAML_MAPPING_NODE)
         return fail(c, "resources.overrides.%s must be a mapping {group, resource}", label);
+    static const char *const keys[] = {"group", "resource", NULL};
+    char where[160];
+    snprintf(where, sizeof(where), "resources.overrides.%.100s: ", label);
+    int rc = check_keys(c, v, keys, where);
+    if (rc < 0)
+        return rc;
     const char *group = "", *res = "";
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
         const char *k = key_of(node(c, p->key));
-        int rc;
         if (strcmp(k, "group") == 0)
             rc = get_str(c, node(c, p->value), "resources.overrides group", &group);
         else if (strcmp(k, "resource") == 0)
             rc = get_str(c, node(c, p->value), "resources.overrides resource", &res);
-        else
-            rc = fail(c, "resources.overrides.%s: unknown key '%s'", label, k);
         if (rc < 0)
             return rc;
     }
@@ -805,10 +829,13 @@ static int parse_resources(struct ctx *c, struct rules_rule *r, const yaml_node_
     if (!is_null(v)) {
         if (v->type != YAML_MAPPING_NODE)
             return fail(c, "resources must be a mapping");
+        static const char *const keys[] = {"overrides", "template", "namespaced", NULL};
+        int rc = check_keys(c, v, keys, "resources: ");
+        if (rc < 0)
+            return rc;
         for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
             const char *k = key_of(node(c, p->key));
             yaml_node_t *val = node(c, p->value);
-            int rc = 0;
             if (strcmp(k, "overrides") == 0) {
                 if (is_null(val))
                     continue;
@@ -826,8 +853,6 @@ static int parse_resources(struct ctx *c, struct rules_rule *r, const yaml_node_
             } else if (strcmp(k, "namespaced") == 0) {
                 *namespaced_set = true;
                 rc = get_bool(c, val, "resources.namespaced", namespaced);
-            } else {
-                rc = fail(c, "resources: unknown key '%s'", k);
             }
             if (rc < 0)
                 return rc;
@@ -961,15 +986,16 @@ static int parse_name(struct ctx *c, struct rules_rule *r, const yaml_node_t *v)
     if (!is_null(v)) {
         if (v->type != YAML_MAPPING_NODE)
             return fail(c, "name must be a mapping {matches, as}");
+        static const char *const keys[] = {"matches", "as", NULL};
+        int rc = check_keys(c, v, keys, "name: ");
+        if (rc < 0)
+            return rc;
         for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
             const char *k = key_of(node(c, p->key));
-            int rc;
             if (strcmp(k, "matches") == 0)
                 rc = get_str(c, node(c, p->value), "name.matches", &matches);
-            else if (strcmp(k, "as") == 0)
-                rc = get_str(c, node(c, p->value), "name.as", &as);
             else
-                rc = fail(c, "name: unknown key '%s'", k);
+                rc = get_str(c, node(c, p->value), "name.as", &as);
             if (rc < 0)
                 return rc;
         }
@@ -1006,22 +1032,23 @@ static int parse_filters(struct ctx *c, struct rules_rule *r, const yaml_node_t 
         yaml_node_t *it = node(c, v->data.sequence.items.start[i]);
         if (!it || it->type != YAML_MAPPING_NODE)
             return fail(c, "seriesFilters[%zu] must be a mapping {is} or {isNot}", i);
+        static const char *const keys[] = {"is", "isNot", NULL};
+        char where[64];
+        snprintf(where, sizeof(where), "seriesFilters[%zu]: ", i);
+        int rc = check_keys(c, it, keys, where);
+        if (rc < 0)
+            return rc;
         const char *re = NULL;
         int seen = 0;
         for (yaml_node_pair_t *p = it->data.mapping.pairs.start; p < it->data.mapping.pairs.top; p++) {
             const char *k = key_of(node(c, p->key));
-            int rc;
-            if (strcmp(k, "is") == 0 || strcmp(k, "isNot") == 0) {
-                const char *val;
-                if ((rc = get_str(c, node(c, p->value), "seriesFilters value", &val)) < 0)
-                    return rc;
-                if (*val) {
-                    re = val;
-                    f[i].positive = k[2] == '\0';
-                    seen++;
-                }
-            } else {
-                return fail(c, "seriesFilters[%zu]: unknown key '%s'", i, k);
+            const char *val;
+            if ((rc = get_str(c, node(c, p->value), "seriesFilters value", &val)) < 0)
+                return rc;
+            if (*val) {
+                re = val;
+                f[i].positive = k[2] == '\0';
+                seen++;
             }
         }
         if (seen != 1)
@@ -1048,7 +1075,8 @@ static const yaml_node_t *field(struct ctx *c, const yaml_node_t *m, const char 
 
 static int parse_rule(struct ctx *c, const yaml_node_t *m, bool external)
 {
-    static const char *const keys[] = {"seriesQuery", "seriesFilters", "resources", "name", "metricsQuery"};
+    static const char *const keys[] = {"seriesQuery", "seriesFilters", "resources",
+                                       "name",        "metricsQuery",  NULL};
     if (!m || m->type != YAML_MAPPING_NODE)
         return fail(c, "a rule must be a mapping");
     const char *sq = NULL;
@@ -1058,16 +1086,10 @@ static int parse_rule(struct ctx *c, const yaml_node_t *m, bool external)
     if (!*sq)
         return fail(c, "seriesQuery is missing");
     c->sq = sq;
-    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
-        const char *k = key_of(node(c, p->key));
-        bool ok = false;
-        for (int i = 0; i < 5; i++)
-            ok = ok || strcmp(k, keys[i]) == 0;
-        if (strcmp(k, "labelValueReplacements") == 0)
-            return fail(c, "labelValueReplacements is not supported");
-        if (!ok)
-            return fail(c, "unknown key '%s'", k);
-    }
+    if (field(c, m, "labelValueReplacements"))
+        return fail(c, "labelValueReplacements is not supported");
+    if ((rc = check_keys(c, m, keys, "")) < 0)
+        return rc;
     struct rules_rule *r = rules__add_rule(c->s);
     r->index = (unsigned)c->index;
     r->external = external;
@@ -1130,14 +1152,13 @@ static int parse_root(struct ctx *c)
         return fail(c, "the configuration is empty");
     if (root->type != YAML_MAPPING_NODE)
         return fail(c, "the configuration must be a mapping with 'rules' and/or 'externalRules'");
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        const char *k = key_of(node(c, p->key));
-        if (strcmp(k, "resourceRules") == 0)
-            rules__warn(c->s, "resourceRules ignored: the adapter does not serve the resource metrics API");
-        else if (strcmp(k, "rules") != 0 && strcmp(k, "externalRules") != 0)
-            return fail(c, "unknown top-level key '%s'", k);
-    }
-    int rc = parse_list(c, field(c, root, "rules"), "rules", false);
+    static const char *const keys[] = {"rules", "externalRules", "resourceRules", NULL};
+    int rc = check_keys(c, root, keys, "top level: ");
+    if (rc < 0)
+        return rc;
+    if (field(c, root, "resourceRules"))
+        rules__warn(c->s, "resourceRules ignored: the adapter does not serve the resource metrics API");
+    rc = parse_list(c, field(c, root, "rules"), "rules", false);
     if (rc < 0)
         return rc;
     if ((rc = parse_list(c, field(c, root, "externalRules"), "externalRules", true)) < 0)
@@ -1210,10 +1231,8 @@ int rules_load_file(const char *path, struct rules_set **out, char *errbuf, size
         return -e;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size > (off_t)RULES_FILE_MAX) {
-        int e = errno ? errno : E2BIG;
-        if (st.st_size > (off_t)RULES_FILE_MAX)
-            e = E2BIG;
+    int e = fstat(fd, &st) < 0 ? errno : st.st_size > (off_t)RULES_FILE_MAX ? E2BIG : 0;
+    if (e) {
         snprintf(errbuf, errlen, "%s: %s", path, e == E2BIG ? "file too large" : strerror(e));
         close(fd);
         return -e;
@@ -1244,7 +1263,7 @@ int rules_load_file(const char *path, struct rules_set **out, char *errbuf, size
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            int e = errno;
+            e = errno;
             snprintf(errbuf, errlen, "%s: %s", path, strerror(e));
             free(buf);
             close(fd);

@@ -404,7 +404,7 @@ static void test_errors(void)
     expect_error("", "empty", NULL);
     expect_error("- a\n- b\n", "must be a mapping", NULL);
     expect_error("rules: []\n", "no rules", NULL);
-    expect_error("rule:\n- seriesQuery: x\n", "unknown top-level key 'rule'", NULL);
+    expect_error("rule:\n- seriesQuery: x\n", "top level: unknown key 'rule'", NULL);
     expect_error("rules: x\n", "rules must be a list", NULL);
     expect_error(RULE("x{a!=\"\"}", GOOD_Q) "---\nrules: []\n", "more than one YAML document", NULL);
 
@@ -482,6 +482,13 @@ static void test_errors(void)
                  "'\n",
                  "resources.overrides.pod must be a mapping", NULL);
     expect_error("rules:\n- seriesQuery: x\n  metricsQuery: '" GOOD_Q "'\n", "serve nothing", NULL);
+    expect_error(
+        "rules:\n- seriesQuery: x\n  name: {as: a, as: b}\n  resources: {template: <<.Resource>>}\n  "
+        "metricsQuery: '" GOOD_Q "'\n",
+        "name: key 'as' appears twice", NULL);
+    expect_error("rules:\n- seriesQuery: x\n  resources: {overrides: {pod: {resource: pod, kind: Pod}}}\n  "
+                 "metricsQuery: '" GOOD_Q "'\n",
+                 "resources.overrides.pod: unknown key 'kind'", NULL);
 
     /* external rules */
     expect_error("externalRules:\n- seriesQuery: x\n  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})\n",
