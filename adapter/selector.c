@@ -549,6 +549,8 @@ int sel_parse(const char *text, size_t len, struct sel_selector **out, char *err
         fail(&p, "selector longer than %d bytes", SEL_TEXT_MAX);
         return -E2BIG;
     }
+    if (!text)
+        text = ""; /* (NULL, 0) is the empty selector */
     if (memchr(text, '\0', len))
         return fail(&p, "selector contains a NUL byte");
 

@@ -73,7 +73,8 @@ typedef const char *(*sel_lookup_fn)(void *ctx, const char *name, size_t name_le
 
 /*
  * sel_parse: parse a selector.
- * @text, @len: the selector (already percent-decoded); NUL bytes are refused.
+ * @text, @len: the selector (already percent-decoded); NUL bytes are refused;
+ *        (NULL, 0) is the empty selector.
  * @out: the parsed selector on success; free it with sel_free.
  * @err, @errlen: on failure, a message naming the problem, fit for a 400
  *        BadRequest Status (may be NULL/0).

@@ -285,6 +285,12 @@ static void test_label_selector(void)
         sel_free(s);
     }
 
+    /* (NULL, 0) is the empty selector */
+    if (sel_parse(NULL, 0, &s, err, sizeof(err)) != 0 || !sel_empty(s) || sel_count(s) != 0)
+        FAIL("NULL selector");
+    else
+        sel_free(s);
+
     /* accessors */
     if (sel_parse("b=2,a in (x,y)", 14, &s, err, sizeof(err)) == 0) {
         const struct sel_requirement *r = sel_get(s, 0);
