@@ -2,12 +2,15 @@
 #define ADAPTER_RULES_IMPL_H
 
 /*
- * Internals shared by rules.c (the set, defaults, matching, lookup, discovery)
- * and rules_parse.c (the configuration loader). Not for other modules.
+ * Internals shared by rules.c (the set, defaults, matching, lookup, discovery),
+ * rules_parse.c (the YAML loader) and rules_promql.c (its PromQL parsers).
+ * Not for other modules.
  */
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+
+#include <string.h>
 
 #include "rules.h"
 
@@ -64,5 +67,49 @@ struct rules_resource rules__resolve_resource(struct rules_set *s, const char *g
 
 /* Sort a rule's label -> resource table by label (after building it). */
 void rules__sort_res(struct rules_label_res *r, size_t n);
+
+/* ---- the loader (rules_parse.c, rules_promql.c) ---- */
+
+struct yaml_document_s;
+
+/* Where the loader is, for messages: "rules[2] (seriesQuery '...'): ...". */
+struct rules__ctx {
+    struct rules_set *s;
+    struct yaml_document_s *doc;
+    char *err;
+    size_t errlen;
+    const char *list; /* "rules" or "externalRules", NULL outside a rule */
+    size_t index;
+    const char *sq; /* the rule's seriesQuery, once known */
+};
+
+/* Write the message, prefixed with the rule, to c->err; returns -EINVAL. */
+int rules__fail(struct rules__ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct rules__lexer {
+    const char *p, *end;
+};
+
+static inline bool rules__ident_start(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == ':';
+}
+
+static inline bool rules__ident_char(char ch)
+{
+    return rules__ident_start(ch) || (ch >= '0' && ch <= '9');
+}
+
+static inline bool rules__field_is(const char *f, size_t n, const char *want)
+{
+    return strlen(want) == n && memcmp(f, want, n) == 0;
+}
+
+/* Read a template action "<< .Field >>" at l->p into *field (trimmed). */
+bool rules__lex_action(struct rules__lexer *l, const char **field, size_t *flen);
+/* seriesQuery into r->_sel / r->_exact_name. */
+int rules__parse_series_query(struct rules__ctx *c, struct rules_rule *r, const char *q);
+/* metricsQuery into agg, fn, window_ms, extra, group_by. */
+int rules__parse_metrics_query(struct rules__ctx *c, struct rules_rule *r, const char *q);
 
 #endif /* ADAPTER_RULES_IMPL_H */
