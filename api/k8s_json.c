@@ -384,7 +384,7 @@ void api_json_api_versions(struct buf *b, const char *const *versions, size_t n)
     object_head(b, "APIVersions", "v1");
     buf_puts(b, ",\"versions\":");
     string_array(b, versions, n);
-    buf_puts(b, ",\"serverAddressByClientCIDRs\":null}");
+    buf_puts(b, ",\"serverAddressByClientCIDRs\":[]}");
 }
 
 void api_json_version_info(struct buf *b, const struct api_version_info *v)

@@ -158,7 +158,8 @@ void api_json_group(struct buf *b, const struct api_group *group);
 
 /* api_json_api_versions: the APIVersions of /api (the core group's
  * versions; n may be 0 for a server without the core group).
- * serverAddressByClientCIDRs is written as null. */
+ * serverAddressByClientCIDRs is written as [] (not null: the field is
+ * required, and strict clients such as the Python client refuse null). */
 void api_json_api_versions(struct buf *b, const char *const *versions, size_t n);
 
 /* api_json_version_info: the /version document (version.Info). */
