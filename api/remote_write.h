@@ -186,6 +186,13 @@ int api_rw_decode_pb(const void *pb, size_t len, int version, const struct api_r
                      struct arena *a, struct api_rw_request *out);
 
 /*
+ * api_rw_decode_pb_reference - the same through protobuf-c only, without the
+ * hand-written v1 fast path; the fuzz target compares both. Same contract.
+ */
+int api_rw_decode_pb_reference(const void *pb, size_t len, int version, const struct api_rw_limits *lim,
+                               struct arena *a, struct api_rw_request *out);
+
+/*
  * api_rw_http_status - the single translation of ingest errors to HTTP.
  * @err: 0 or an enum api_rw_err value.
  * @req: for API_RW_EINVALID_SERIES, the decoded request (names the first

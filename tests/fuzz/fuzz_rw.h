@@ -3,7 +3,8 @@
  * an uncompressed v1 or v2 message with tight limits, walk every pointer the
  * decoder produced, and check that re-encoding the neutral representation and
  * decoding it again gives the same verdicts (same series count, same invalid
- * count, same written-samples count).
+ * count, same written-samples count). For v1 the hand-written fast path and
+ * protobuf-c (api_rw_decode_pb_reference) must also agree on every field.
  */
 #ifndef FUZZ_RW_H
 #define FUZZ_RW_H
@@ -57,6 +58,37 @@ static inline size_t fuzz_walk(const struct api_rw_request *r)
     return sum;
 }
 
+/* The fast v1 path must agree with protobuf-c (the reference) on everything it returns. */
+static inline void fuzz_same(const struct api_rw_request *x, const struct api_rw_request *y)
+{
+    int same = x->version == y->version && x->n_series == y->n_series && x->n_metadata == y->n_metadata &&
+               x->n_invalid == y->n_invalid && (x->n_invalid == 0 || x->first_invalid == y->first_invalid) &&
+               memcmp(&x->counts, &y->counts, sizeof x->counts) == 0;
+    for (size_t i = 0; same && i < x->n_series; i++) {
+        const struct api_rw_series *a = &x->series[i], *b = &y->series[i];
+        same = a->n_labels == b->n_labels && a->n_samples == b->n_samples && a->reason == b->reason &&
+               a->type == b->type && a->n_histograms == b->n_histograms && a->n_exemplars == b->n_exemplars &&
+               a->name_len == b->name_len && (!a->name) == (!b->name) &&
+               (!a->name || memcmp(a->name, b->name, a->name_len) == 0);
+        for (size_t j = 0; same && j < a->n_labels; j++)
+            same = a->labels[j].name_len == b->labels[j].name_len &&
+                   a->labels[j].value_len == b->labels[j].value_len &&
+                   strcmp(a->labels[j].name, b->labels[j].name) == 0 &&
+                   strcmp(a->labels[j].value, b->labels[j].value) == 0;
+        for (size_t j = 0; same && j < a->n_samples; j++)
+            same = memcmp(&a->samples[j], &b->samples[j], sizeof a->samples[j]) == 0;
+    }
+    for (size_t i = 0; same && i < x->n_metadata; i++) {
+        const struct api_rw_metadata *a = &x->metadata[i], *b = &y->metadata[i];
+        same = a->type == b->type && a->family_len == b->family_len && strcmp(a->family, b->family) == 0 &&
+               strcmp(a->help, b->help) == 0 && strcmp(a->unit, b->unit) == 0;
+    }
+    if (!same) {
+        fprintf(stderr, "fast v1 decoder and protobuf-c disagree\n");
+        abort();
+    }
+}
+
 static inline void fuzz_rw_one(const uint8_t *data, size_t size, int version)
 {
     struct api_rw_limits lim = fuzz_limits();
@@ -64,6 +96,17 @@ static inline void fuzz_rw_one(const uint8_t *data, size_t size, int version)
     arena_init(&a, 0);
     struct api_rw_request r;
     int rc = api_rw_decode_pb(data, size, version, &lim, &a, &r);
+    struct arena aref;
+    arena_init(&aref, 0);
+    struct api_rw_request ref;
+    int rc_ref = api_rw_decode_pb_reference(data, size, version, &lim, &aref, &ref);
+    if (rc != rc_ref) {
+        fprintf(stderr, "decoders disagree: %d vs reference %d\n", rc, rc_ref);
+        abort();
+    }
+    if (rc == 0)
+        fuzz_same(&r, &ref);
+    arena_free(&aref);
     const char *msg;
     int status = api_rw_http_status(rc ? rc : (r.n_invalid ? API_RW_EINVALID_SERIES : 0), &r, &msg);
     if (status != 204 && status != 400) {
