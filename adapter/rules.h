@@ -60,8 +60,9 @@
  *
  * Lifetime and threads: a set is immutable once built. Every function that
  * takes a const set is safe to call from any thread at once, inside an RCU
- * read-side critical section (each regex match allocates one small match
- * block and frees it before returning; nothing else allocates). The user
+ * read-side critical section (regexes match into a per-thread block made on
+ * the thread's first match and freed at thread exit; nothing else allocates
+ * except rules_disc_*). The user
  * publishes a set with rcu_assign_pointer(), reads it with rcu_dereference(),
  * and frees the old one with rules_free() after a grace period.
  *
