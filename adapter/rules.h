@@ -62,9 +62,16 @@
  * takes a const set is safe to call from any thread at once, inside an RCU
  * read-side critical section (regexes match into a per-thread block made on
  * the thread's first match and freed at thread exit; nothing else allocates
- * except rules_disc_*). The user
- * publishes a set with rcu_assign_pointer(), reads it with rcu_dereference(),
- * and frees the old one with rules_free() after a grace period.
+ * except rules_disc_*). The user publishes a set with rcu_assign_pointer(),
+ * reads it with rcu_dereference(), and frees the old one with rules_free()
+ * after a grace period.
+ *
+ * Cost, measured on a loaded 2-core machine with `build/bin/test_rules_threads
+ * --bench tests/adapter/rules/stock.yaml` (and `--bench --defaults`):
+ * rules_series_wanted() ~0.07 us per series with the defaults and ~0.9 us
+ * with prometheus-adapter's six stock rules, so ingest calls it when it
+ * creates a series, not per sample; rules_lookup_custom() ~0.12 us
+ * (defaults) and ~2.4 us (stock rules).
  *
  * Errors are negative errno values: -EINVAL for a configuration the adapter
  * refuses (errbuf says why), -ENOENT/-EACCES/... for a file that cannot be
@@ -134,8 +141,8 @@ struct rules_rule {
     size_t n_group_by;                 /* external rules only: literal `by (a, b)` labels */
     const char *const *group_by;
 
-    /* External rules: how the request's namespace selects series, through
-     * which label (NULL with RULES_NS_NONE). */
+    /* The label naming the namespace (NULL if none maps to namespaces); for
+     * external rules, how the request's namespace selects series. */
     enum rules_ns_mode ns_mode;
     const char *namespace_label;
 
@@ -249,14 +256,19 @@ struct rules_target {
 };
 
 /*
- * rules_lookup_custom: the rules that can serve custom metric @metric for
- * @resource ("pods", "deployments.apps", "namespaces"...), in configuration
- * order (for the defaults: counters before gauges). Writes up to @max targets
- * and returns how many there are. A rule may appear twice with two possible
- * sources (the defaults serve `x` from `x_total`, or from `x` typed counter).
- * Once the caller knows the source's type from the store it confirms the
- * target with rules_name_serves(t->rule, t->source, type, metric); everything
- * that does not depend on the type has already been checked.
+ * rules_lookup_custom: the candidates for custom metric @metric on
+ * @resource ("pods", "deployments.apps", "namespaces"...): every rule that
+ * maps a label to that resource and would serve @metric from some series
+ * name, with that name (the source), in configuration order (for the
+ * defaults: counters before gauges). Several rules usually qualify (a
+ * template gauge rule offers `m` itself, a counter rule offers `m_total`);
+ * the caller takes the first whose source exists in the store, as
+ * prometheus-adapter serves whatever discovery found. A rule may appear twice
+ * (the defaults serve `x` from `x_total`, or from `x` typed counter). Once
+ * the caller knows the source's type from the store it confirms the target
+ * with rules_name_serves(t->rule, t->source, type, metric); everything that
+ * does not depend on the type has already been checked.
+ * Writes up to @max targets and returns how many there are.
  */
 size_t rules_lookup_custom(const struct rules_set *set, const char *resource, const char *metric,
                            struct rules_target *out, size_t max);

@@ -6,6 +6,7 @@
  * (unit) and under TSan (tsan), where a shared match block would be a race.
  *
  * Usage: test_rules_threads CONFIG [threads] [iterations]
+ *        test_rules_threads --bench CONFIG|--defaults   (single-thread costs)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -74,8 +75,41 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* ns per rules_series_wanted() and per rules_lookup_custom() on one thread. */
+static int bench(const char *config)
+{
+    struct rules_set *s;
+    char err[RULES_ERR_MAX];
+    int rc = strcmp(config, "--defaults") == 0 ? rules_default(NULL, &s, err, sizeof(err))
+                                               : rules_load_file(config, &s, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    static const struct rules_label l[] = {
+        {"__name__", "http_requests_total"}, {"container", "app"}, {"instance", "10.0.0.1:8080"},
+        {"job", "kubernetes-pods"},          {"namespace", "ns1"}, {"pod", "web-abc"},
+    };
+    const int n = 200000;
+    volatile size_t sink = 0;
+    struct rules_target t[16];
+    double t0 = t_now();
+    for (int i = 0; i < n; i++)
+        sink += rules_series_wanted(s, l, 6, RULES_TYPE_UNKNOWN);
+    double t1 = t_now();
+    for (int i = 0; i < n; i++)
+        sink += rules_lookup_custom(s, "pods", "http_requests", t, 16);
+    double t2 = t_now();
+    printf("%s: rules_series_wanted %.0f ns/series, rules_lookup_custom %.0f ns/lookup (%zu)\n", config,
+           (t1 - t0) / n * 1e9, (t2 - t1) / n * 1e9, (size_t)sink);
+    rules_free(s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--bench") == 0)
+        return bench(argv[2]);
     if (argc < 2) {
         fprintf(stderr, "usage: %s CONFIG [threads] [iterations]\n", argv[0]);
         return 2;
