@@ -71,6 +71,12 @@ static const struct flag flag_table[] = {
     {"rate-window", F_DURATION, OFF(rate_window_ms), "2m",
      "longest rate() window: how long samples are kept"},
     {"reap-interval", F_DURATION, OFF(reap_interval_ms), "15s", "how often expired series are deleted"},
+    {"config", F_STRING, OFF(config_path), "",
+     "prometheus-adapter rules file (rules:, externalRules:); empty = built-in defaults; with a file, "
+     "series no rule can use are dropped at ingest"},
+    {"resource-labels", F_STRING, OFF(resource_labels), "",
+     "default rules only: more object labels than namespace and pod, as label=resource[.group] pairs "
+     "(node=nodes,deployment=deployments.apps)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
 };
 

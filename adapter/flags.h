@@ -58,6 +58,10 @@ struct ma_config {
     uint64_t rate_window_ms; /* longest window the store keeps samples for */
     uint64_t reap_interval_ms;
 
+    /* Serving. */
+    char *config_path;     /* --config: prometheus-adapter rules file; "" = the defaults */
+    char *resource_labels; /* --resource-labels: extra label=resource pairs for the defaults */
+
     /* Process. */
     enum log_level log_level;
 };

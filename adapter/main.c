@@ -30,6 +30,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "selfmetrics.h"
+#include "serve.h"
 #include "store.h"
 
 /* Block the handled signals in the calling thread (and every thread it creates). */
@@ -44,7 +45,7 @@ static void block_signals(sigset_t *set)
 }
 
 /* Wait for SIGTERM or SIGINT; SIGHUP asks for a reload. Returns the signal. */
-static int wait_for_stop(const sigset_t *set)
+static int wait_for_stop(const sigset_t *set, struct serve *sv)
 {
     for (;;) {
         siginfo_t si;
@@ -58,13 +59,15 @@ static int wait_for_stop(const sigset_t *set)
         if (sig == SIGHUP) {
             /* Reload hook: the rule set and certificates will be rebuilt here. */
             log_info("reload requested", "signal=SIGHUP");
+            serve_reload(sv); /* keeps the rules in use when the new ones do not load */
             continue;
         }
         return sig;
     }
 }
 
-static int start_listener(const struct ma_config *cfg, struct ingest *ing, struct http_server **out)
+static int start_listener(const struct ma_config *cfg, struct ingest *ing, struct serve *sv,
+                          struct http_server **out)
 {
     struct http_listener_config lc = {
         .name = "ingest",
@@ -92,6 +95,12 @@ static int start_listener(const struct ma_config *cfg, struct ingest *ing, struc
         return 1;
     }
     if ((rc = ingest_add_routes(ing, srv)) != 0) {
+        log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
+    /* The metrics API is served without authentication only on a loopback listener (DESIGN 5). */
+    if ((rc = serve_add_routes(sv, srv, ingest_address_is_loopback(cfg->listen_address))) != 0) {
         log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
         http_server_free(srv);
         return 1;
@@ -138,6 +147,7 @@ int main(int argc, char **argv)
 
     struct store *store = NULL;
     struct ingest *ing = NULL;
+    struct serve *sv = NULL;
     struct store_config scfg = {
         .max_series = cfg.max_series,
         .max_series_per_metric = cfg.max_series_per_metric,
@@ -157,16 +167,22 @@ int main(int argc, char **argv)
         goto out_store;
     }
 
-    status = start_listener(&cfg, ing, &ingest);
+    if ((rc = serve_new(&cfg, store, &sv)) != 0) {
+        status = rc == -EINVAL ? 2 : 1;
+        goto out_store;
+    }
+
+    status = start_listener(&cfg, ing, sv, &ingest);
     if (status)
         goto out_store;
     log_info("started", "version=%s", MA_VERSION);
 
-    int sig = wait_for_stop(&sigs);
+    int sig = wait_for_stop(&sigs, sv);
     log_info("shutting down", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
     http_server_free(ingest);
 out_store:
+    serve_free(sv);
     ingest_free(ing);
     if (store) {
         selfmetrics_unregister(store_collect, store);

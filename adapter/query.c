@@ -1,0 +1,596 @@
+/*
+ * query: one metrics-API read evaluated against the store. See query.h.
+ *
+ * DESIGN: the read is a single pass over the series of one source metric in
+ * the groups the namespace allows. For each series the labels are copied
+ * once into a scratch array of NUL-terminated strings (what rules.h and the
+ * selector callback want), the rule and the selectors decide whether it
+ * takes part, its samples are copied with store_series_snapshot() (never
+ * torn), and its value folds into the accumulator of its object (custom) or
+ * label set (external). Accumulators live in a small open-addressing table
+ * keyed by a seeded XXH3 of the object name: names come from the network.
+ *
+ * Everything that outlives the read section (object names, label strings,
+ * the items) is copied into the result's own chunks, so that the caller can
+ * leave the read section before it builds JSON and writes to the socket.
+ */
+#include "query.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "rate.h"
+#include "remote_write.h"
+
+/* ---- result memory: a chain of chunks freed in one sweep ---- */
+
+struct query__chunk {
+    struct query__chunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "query: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "query: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *r_alloc(struct query_result *r, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct query__chunk *c = r->_mem;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 16384 ? n : 16384;
+        c = xmalloc(sizeof(*c) + cap);
+        c->next = r->_mem;
+        c->used = 0;
+        c->cap = cap;
+        r->_mem = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static char *r_strndup(struct query_result *r, const char *s, size_t n)
+{
+    char *p = r_alloc(r, n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void query_result_free(struct query_result *r)
+{
+    struct query__chunk *c = r->_mem;
+    while (c) {
+        struct query__chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(r->items);
+    memset(r, 0, sizeof(*r));
+}
+
+enum rules_type query_rules_type(int t)
+{
+    switch (t) {
+    case API_RW_TYPE_COUNTER:
+        return RULES_TYPE_COUNTER;
+    case API_RW_TYPE_GAUGE:
+        return RULES_TYPE_GAUGE;
+    case API_RW_TYPE_UNKNOWN:
+        return RULES_TYPE_UNKNOWN;
+    default:
+        return RULES_TYPE_OTHER;
+    }
+}
+
+/* ---- per-object accumulators ---- */
+
+struct acc {
+    const char *key; /* in the result's memory; external: group-by values joined by '\0' */
+    size_t key_len;
+    uint64_t hash;
+    const char *ns;
+    double sum, min, max;
+    uint64_t count;
+    int64_t ts;
+    /* external: the labels of the first series seen, restricted to group_by */
+    const char **lnames, **lvalues;
+    size_t nlabels;
+};
+
+struct table {
+    struct acc *v; /* dense, in insertion order */
+    size_t n, cap;
+    uint32_t *slots; /* index + 1, 0 = empty */
+    size_t nslots;
+};
+
+static uint64_t seed;
+
+static void table_grow(struct table *t)
+{
+    size_t ns = t->nslots ? 2 * t->nslots : 64;
+    free(t->slots);
+    t->slots = calloc(ns, sizeof(*t->slots));
+    if (!t->slots) {
+        fprintf(stderr, "query: out of memory\n");
+        abort();
+    }
+    t->nslots = ns;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = t->v[i].hash & (ns - 1);
+        while (t->slots[j])
+            j = (j + 1) & (ns - 1);
+        t->slots[j] = (uint32_t)(i + 1);
+    }
+}
+
+/* The accumulator for key, created (zeroed, key copied) when missing. *created tells which. */
+static struct acc *table_get(struct table *t, struct query_result *r, const char *key, size_t len,
+                             bool *created)
+{
+    uint64_t h = XXH3_64bits_withSeed(key, len, seed);
+    if ((t->n + 1) * 2 > t->nslots)
+        table_grow(t);
+    size_t j = h & (t->nslots - 1);
+    while (t->slots[j]) {
+        struct acc *a = &t->v[t->slots[j] - 1];
+        if (a->hash == h && a->key_len == len && memcmp(a->key, key, len) == 0) {
+            *created = false;
+            return a;
+        }
+        j = (j + 1) & (t->nslots - 1);
+    }
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
+    }
+    struct acc *a = &t->v[t->n];
+    memset(a, 0, sizeof(*a));
+    a->key = r_strndup(r, key, len);
+    a->key_len = len;
+    a->hash = h;
+    a->min = INFINITY;
+    a->max = -INFINITY;
+    t->slots[j] = (uint32_t)(++t->n);
+    *created = true;
+    return a;
+}
+
+/* ---- per-read scratch: one series' labels as NUL-terminated strings ---- */
+
+struct scratch {
+    struct rules_label *labels;
+    size_t nlabels, cap_labels;
+    char *text;
+    size_t cap_text;
+    struct api_rw_sample *samples;
+    size_t cap_samples;
+};
+
+static void scratch_free(struct scratch *s)
+{
+    free(s->labels);
+    free(s->text);
+    free(s->samples);
+}
+
+/* Copy the labels of @s into the scratch arrays. */
+static void load_labels(struct scratch *sc, const struct store_series *s)
+{
+    struct store_label_iter li;
+    struct api_rw_label l;
+    size_t n = 0, bytes = 0;
+    store_series_labels(s, &li);
+    while (store_series_label_next(&li, &l)) {
+        n++;
+        bytes += l.name_len + l.value_len + 2;
+    }
+    if (n > sc->cap_labels) {
+        sc->cap_labels = n + 16;
+        sc->labels = xrealloc(sc->labels, sc->cap_labels * sizeof(*sc->labels));
+    }
+    if (bytes > sc->cap_text) {
+        sc->cap_text = bytes + 1024;
+        sc->text = xrealloc(sc->text, sc->cap_text);
+    }
+    char *p = sc->text;
+    size_t i = 0;
+    store_series_labels(s, &li);
+    while (store_series_label_next(&li, &l) && i < n) {
+        memcpy(p, l.name, l.name_len);
+        p[l.name_len] = '\0';
+        sc->labels[i].name = p;
+        p += l.name_len + 1;
+        memcpy(p, l.value, l.value_len);
+        p[l.value_len] = '\0';
+        sc->labels[i].value = p;
+        p += l.value_len + 1;
+        i++;
+    }
+    sc->nlabels = i;
+}
+
+/* sel_lookup_fn over the scratch labels (sorted by name). */
+static const char *label_lookup(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+    const struct scratch *sc = ctx;
+    size_t lo = 0, hi = sc->nlabels;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k = sc->labels[mid].name;
+        int c = strncmp(k, name, name_len);
+        if (c == 0 && k[name_len] != '\0')
+            c = 1;
+        if (c == 0) {
+            *value_len = strlen(sc->labels[mid].value);
+            return sc->labels[mid].value;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* ---- one series' value ---- */
+
+/*
+ * The value of series @s under @rule at q->now_ms and the timestamp of the
+ * newest sample used. Returns false when the series gives no value (idle past
+ * the TTL, too few samples in the window, not finite).
+ */
+static bool series_value(const struct rules_rule *rule, const struct query_request *q, struct scratch *sc,
+                         const struct store_series *s, double *v, int64_t *ts)
+{
+    int64_t oldest_ok = q->now_ms - q->ttl_ms;
+    if (store_series_newest(s) < oldest_ok)
+        return false;
+    if (!sc->samples) {
+        sc->cap_samples = 64;
+        sc->samples = xmalloc(sc->cap_samples * sizeof(*sc->samples));
+    }
+    size_t held = store_series_snapshot(s, sc->samples, sc->cap_samples);
+    while (held > sc->cap_samples) {
+        sc->cap_samples = held > STORE_MAX_SAMPLES ? STORE_MAX_SAMPLES : held;
+        sc->samples = xrealloc(sc->samples, sc->cap_samples * sizeof(*sc->samples));
+        held = store_series_snapshot(s, sc->samples, sc->cap_samples);
+        if (held > STORE_MAX_SAMPLES)
+            held = STORE_MAX_SAMPLES;
+    }
+    size_t n = held;
+    const struct api_rw_sample *smp = sc->samples;
+
+    /* The newest sample not after the request's arrival (a sender's clock may run ahead). */
+    size_t last = n;
+    while (last > 0 && smp[last - 1].timestamp_ms > q->now_ms)
+        last--;
+    if (last == 0 || smp[last - 1].timestamp_ms < oldest_ok)
+        return false;
+
+    double out;
+    if (rule->fn == RULES_FN_NONE) {
+        out = smp[last - 1].value;
+        *ts = smp[last - 1].timestamp_ms;
+    } else {
+        enum rate_fn fn = rule->fn == RULES_FN_RATE    ? RATE_FN_RATE
+                          : rule->fn == RULES_FN_IRATE ? RATE_FN_IRATE
+                                                       : RATE_FN_INCREASE;
+        int64_t start = q->now_ms - rule->window_ms;
+        if (smp[last - 1].timestamp_ms < start)
+            return false;
+        if (rate_eval(fn, smp, last, start, q->now_ms, &out) != 0)
+            return false;
+        *ts = smp[last - 1].timestamp_ms;
+    }
+    if (!isfinite(out))
+        return false;
+    *v = out;
+    return true;
+}
+
+/* ---- the scan ---- */
+
+struct eval {
+    struct store *st;
+    const struct query_request *q;
+    const struct rules_target *t;
+    const char *object; /* the one object asked for, or NULL */
+    const char *sel_ns; /* namespace passed to rules_series_selected */
+    struct table tab;
+    struct scratch sc;
+    struct query_result *r;
+};
+
+static void fold(struct acc *a, double v, int64_t ts)
+{
+    a->sum += v;
+    if (v < a->min)
+        a->min = v;
+    if (v > a->max)
+        a->max = v;
+    a->count++;
+    if (ts > a->ts)
+        a->ts = ts;
+}
+
+/* The external accumulator key: the group-by values, each followed by '\0'
+ * (or "\x01\0" when the label is absent, which no label value can be). */
+static struct acc *external_acc(struct eval *e)
+{
+    const struct rules_rule *rule = e->t->rule;
+    char stackkey[512] = "";
+    size_t len = 0, cap = sizeof(stackkey);
+    char *key = stackkey;
+    for (size_t i = 0; i < rule->n_group_by; i++) {
+        const char *v = rules_label_value(e->sc.labels, e->sc.nlabels, rule->group_by[i]);
+        if (!v)
+            v = "\x01";
+        size_t vl = strlen(v) + 1;
+        if (len + vl > cap) {
+            cap = 2 * (len + vl);
+            key = key == stackkey ? memcpy(xmalloc(cap), stackkey, len) : xrealloc(key, cap);
+        }
+        memcpy(key + len, v, vl);
+        len += vl;
+    }
+    bool created;
+    struct acc *a = table_get(&e->tab, e->r, key, len, &created);
+    if (created && rule->n_group_by) {
+        a->lnames = r_alloc(e->r, rule->n_group_by * sizeof(char *));
+        a->lvalues = r_alloc(e->r, rule->n_group_by * sizeof(char *));
+        for (size_t i = 0; i < rule->n_group_by; i++) {
+            const char *v = rules_label_value(e->sc.labels, e->sc.nlabels, rule->group_by[i]);
+            if (!v || !*v)
+                continue; /* PromQL drops absent and empty labels from the output */
+            a->lnames[a->nlabels] = rule->group_by[i];
+            a->lvalues[a->nlabels] = r_strndup(e->r, v, strlen(v));
+            a->nlabels++;
+        }
+    }
+    if (key != stackkey)
+        free(key);
+    return a;
+}
+
+static void scan_group(struct eval *e, struct store_group *g)
+{
+    const struct query_request *q = e->q;
+    const struct rules_target *t = e->t;
+    struct store_iter it;
+    for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it)) {
+        load_labels(&e->sc, s);
+        if (!rules_series_selected(t, e->sc.labels, e->sc.nlabels, e->sel_ns, e->object))
+            continue;
+        if (q->label_sel && !sel_matches(q->label_sel, label_lookup, &e->sc))
+            continue;
+        if (q->metric_sel && !sel_matches(q->metric_sel, label_lookup, &e->sc))
+            continue;
+        double v;
+        int64_t ts;
+        if (!series_value(t->rule, q, &e->sc, s, &v, &ts))
+            continue;
+        struct acc *a;
+        if (t->rule->external) {
+            a = external_acc(e);
+        } else {
+            const char *obj = rules_label_value(e->sc.labels, e->sc.nlabels, t->object_label);
+            bool created;
+            a = table_get(&e->tab, e->r, obj, strlen(obj), &created);
+            if (created && t->namespace_label && q->ns) {
+                const char *ns = rules_label_value(e->sc.labels, e->sc.nlabels, t->namespace_label);
+                a->ns = ns ? r_strndup(e->r, ns, strlen(ns)) : NULL;
+            }
+        }
+        fold(a, v, ts);
+    }
+}
+
+/* Scan the groups of metric @m that the request's namespace allows. */
+static void scan_metric(struct eval *e, struct store_metric *m)
+{
+    const struct query_request *q = e->q;
+    const struct rules_target *t = e->t;
+    const struct rules_rule *rule = t->rule;
+    size_t mlen;
+    const char *mname = store_metric_name(m, &mlen);
+    /* The store groups series by their `namespace` label: when that is the
+     * label the rule reads the namespace from, lookups find the groups. */
+    const char *direct = NULL;
+    bool with_none = false;
+    if (!rule->external) {
+        if (q->ns && !t->namespace_label)
+            return; /* a namespaced read through a rule without a namespace label */
+        if (q->ns && strcmp(t->namespace_label, "namespace") == 0)
+            direct = q->ns;
+        else if (!q->ns && e->object && t->object_label && strcmp(t->object_label, "namespace") == 0)
+            direct = e->object; /* a namespace's own metric */
+    } else if (q->ns && rule->ns_mode != RULES_NS_NONE && rule->namespace_label &&
+               strcmp(rule->namespace_label, "namespace") == 0) {
+        direct = q->ns;
+        with_none = rule->ns_mode == RULES_NS_EQUAL_OR_NONE;
+    }
+    if (direct) {
+        struct store_group *g = store_group_lookup(e->st, mname, mlen, direct, strlen(direct));
+        if (g)
+            scan_group(e, g);
+        if (with_none && (g = store_group_lookup(e->st, mname, mlen, "", 0)) != NULL)
+            scan_group(e, g);
+        return;
+    }
+    struct store_iter it;
+    for (struct store_group *g = store_group_first(m, &it); g; g = store_group_next(m, &it))
+        scan_group(e, g);
+}
+
+/* Evaluate one target; the table collects what it finds. */
+static void eval_target(struct eval *e)
+{
+    const struct rules_target *t = e->t;
+    const char *metric = e->q->metric;
+    if (t->source[0]) {
+        struct store_metric *m = store_metric_lookup(e->st, t->source, strlen(t->source));
+        if (!m || !rules_name_serves(t->rule, t->source, query_rules_type(store_metric_type(m)), metric))
+            return;
+        scan_metric(e, m);
+        return;
+    }
+    /* A name rule that cannot be inverted: every metric name is a candidate. */
+    struct store_iter it;
+    for (struct store_metric *m = store_metric_first(e->st, &it); m; m = store_metric_next(e->st, &it)) {
+        size_t len;
+        const char *name = store_metric_name(m, &len);
+        if (rules_name_serves(t->rule, name, query_rules_type(store_metric_type(m)), metric))
+            scan_metric(e, m);
+    }
+}
+
+static double agg_value(enum rules_agg agg, const struct acc *a)
+{
+    switch (agg) {
+    case RULES_AGG_AVG:
+        return a->sum / (double)a->count;
+    case RULES_AGG_MAX:
+        return a->max;
+    case RULES_AGG_MIN:
+        return a->min;
+    case RULES_AGG_COUNT:
+        return (double)a->count;
+    case RULES_AGG_SUM:
+    default:
+        return a->sum;
+    }
+}
+
+static int cmp_item_custom(const void *pa, const void *pb)
+{
+    const struct query_item *a = pa, *b = pb;
+    return strcmp(a->object, b->object);
+}
+
+static int cmp_item_external(const void *pa, const void *pb)
+{
+    const struct query_item *a = pa, *b = pb;
+    for (size_t i = 0; i < a->nlabels && i < b->nlabels; i++) {
+        int c = strcmp(a->lnames[i], b->lnames[i]);
+        if (c)
+            return c;
+        if ((c = strcmp(a->lvalues[i], b->lvalues[i])) != 0)
+            return c;
+    }
+    return (a->nlabels > b->nlabels) - (a->nlabels < b->nlabels);
+}
+
+/* Turn the accumulators into items; returns how many are finite. */
+static size_t emit(struct eval *e)
+{
+    const struct rules_rule *rule = e->t->rule;
+    struct query_result *r = e->r;
+    r->items = xrealloc(r->items, (e->tab.n ? e->tab.n : 1) * sizeof(*r->items));
+    r->n = 0;
+    for (size_t i = 0; i < e->tab.n; i++) {
+        const struct acc *a = &e->tab.v[i];
+        if (!a->count)
+            continue;
+        double v = agg_value(rule->agg, a);
+        if (!isfinite(v))
+            continue;
+        struct query_item *it = &r->items[r->n++];
+        memset(it, 0, sizeof(*it));
+        it->value = v;
+        it->timestamp_ms = a->ts;
+        it->window_s = rule->fn == RULES_FN_NONE ? -1 : rule->window_ms / 1000;
+        if (rule->external) {
+            it->lnames = (const char *const *)a->lnames;
+            it->lvalues = (const char *const *)a->lvalues;
+            it->nlabels = a->nlabels;
+        } else {
+            it->object = a->key;
+            it->ns = a->ns;
+        }
+    }
+    qsort(r->items, r->n, sizeof(*r->items), rule->external ? cmp_item_external : cmp_item_custom);
+    r->rule = rule;
+    return r->n;
+}
+
+static void table_reset(struct table *t)
+{
+    t->n = 0;
+    if (t->slots)
+        memset(t->slots, 0, t->nslots * sizeof(*t->slots));
+}
+
+#define MAX_TARGETS 16
+
+int query_eval(const struct rules_set *rules, struct store *st, const struct query_request *q,
+               struct query_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!seed) {
+        /* Any per-process value will do; a race writes the same kind of value twice. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&ts;
+        __atomic_store_n(&seed, s | 1, __ATOMIC_RELAXED);
+    }
+    struct rules_target targets[MAX_TARGETS];
+    size_t nt = q->external ? rules_lookup_external(rules, q->metric, targets, MAX_TARGETS)
+                            : rules_lookup_custom(rules, q->resource, q->metric, targets, MAX_TARGETS);
+    if (nt > MAX_TARGETS)
+        nt = MAX_TARGETS;
+
+    struct eval e = {.st = st, .q = q, .r = out};
+    bool is_ns_resource = !q->external && q->resource &&
+                          (strcmp(q->resource, "namespaces") == 0 || strcmp(q->resource, "namespace") == 0);
+    int rc = -ENOENT;
+    for (size_t i = 0; i < nt; i++) {
+        e.t = &targets[i];
+        if (q->external) {
+            e.object = NULL;
+            e.sel_ns = q->ns;
+        } else if (is_ns_resource) {
+            /* A namespace's own metric: the object is the namespace. */
+            e.object = q->name ? q->name : NULL;
+            e.sel_ns = NULL;
+        } else {
+            e.object = q->name;
+            e.sel_ns = q->ns;
+        }
+        table_reset(&e.tab);
+        eval_target(&e);
+        if (emit(&e) > 0) {
+            rc = 0;
+            break;
+        }
+    }
+    free(e.tab.v);
+    free(e.tab.slots);
+    scratch_free(&e.sc);
+    return rc;
+}
