@@ -76,7 +76,15 @@ int main(int argc, char **argv)
     if (api_rw_encode(&req, version, 0, &body) != 0)
         return 1;
     const char *ct = version == 2 ? API_RW_CONTENT_TYPE_V2 : API_RW_CONTENT_TYPE_V1;
-    struct api_rw_limits lim = {.max_labels = 32, .max_future_ms = 300000, .now_ms = 1700000000000LL};
+    /* The adapter's defaults: HA replica labels dropped, 5 m future horizon. */
+    static const char *const drop[] = {"prometheus_replica", "__replica__"};
+    struct api_rw_limits lim = {.max_labels = 64,
+                                .max_label_name_len = 1024,
+                                .max_label_value_len = 4096,
+                                .max_future_ms = 300000,
+                                .now_ms = 1700000000000LL,
+                                .drop_labels = drop,
+                                .n_drop_labels = 2};
     struct arena a;
     arena_init(&a, 0);
     size_t valid = 0;
