@@ -375,6 +375,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     };
     struct http_response resp = {.status = 200};
     st->route->fn(st->route->ctx, &req, &resp);
+    /* A handler that returns inside a read-side section would hold every
+     * grace period hostage to a socket write and let call_rcu memory grow
+     * without bound (DESIGN 4a). That is a bug in the handler: stop loudly. */
+    if (rcu_read_ongoing()) {
+        log_error("handler returned inside an RCU read-side critical section", "listener=%s path=%s",
+                  srv->name, url);
+        abort();
+    }
     return send_response(srv, conn, st, &resp);
 }
 

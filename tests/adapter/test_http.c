@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -296,6 +297,69 @@ static void test_addresses(void)
     http_server_free(v6);
 }
 
+/*
+ * Pool threads are registered RCU readers: a handler inside rcu_read_lock()
+ * holds back synchronize_rcu() on the main thread. Were the thread not
+ * registered, the grace period would ignore it and end at once.
+ */
+static atomic_int rcu_in_section, rcu_sync_started, rcu_sync_done, rcu_done_seen_inside;
+
+static void rcu_handler(void *ctx, const struct http_request *req, struct http_response *resp)
+{
+    rcu_read_lock();
+    atomic_store(&rcu_in_section, 1);
+    double end = t_now() + 5;
+    while (!atomic_load(&rcu_sync_started) && t_now() < end)
+        usleep(1000);
+    /* Give the grace period every chance to (wrongly) finish. */
+    end = t_now() + 0.2;
+    while (t_now() < end && !atomic_load(&rcu_sync_done))
+        usleep(1000);
+    atomic_store(&rcu_done_seen_inside, atomic_load(&rcu_sync_done));
+    rcu_read_unlock();
+    buf_puts(&resp->body, "done");
+}
+
+static void *rcu_client(void *arg)
+{
+    static char rout[4096];
+    *(int *)arg = simple(*(unsigned *)((int *)arg + 1), "GET", "/rcu", NULL, rout, sizeof(rout));
+    return NULL;
+}
+
+static void test_rcu_registration(void)
+{
+    struct http_listener_config lc = {.name = "rcu", .address = "127.0.0.1:0", .threads = 2};
+    struct http_server *srv;
+    CHECK_INT(http_server_new(&lc, &srv), 0);
+    CHECK_INT(http_route(srv, "/rcu", HTTP_ROUTE_EXACT, 0, rcu_handler, NULL), 0);
+    CHECK_INT(http_route(srv, "/exact", HTTP_ROUTE_EXACT, 0, echo, "exact"), 0);
+    CHECK_INT(http_start(srv), 0);
+
+    int arg[2] = {0, (int)http_port(srv)};
+    pthread_t th;
+    CHECK_INT(pthread_create(&th, NULL, rcu_client, arg), 0);
+    double end = t_now() + 5;
+    while (!atomic_load(&rcu_in_section) && t_now() < end)
+        usleep(1000);
+    CHECK(atomic_load(&rcu_in_section));
+    atomic_store(&rcu_sync_started, 1);
+    synchronize_rcu();
+    atomic_store(&rcu_sync_done, 1);
+    pthread_join(th, NULL);
+    CHECK_INT(arg[0], 200);
+    CHECK_INT(atomic_load(&rcu_done_seen_inside), 0);
+
+    /* Registered pool threads that sit idle do not hold back grace periods. */
+    for (int i = 0; i < 8; i++)
+        CHECK_INT(simple(http_port(srv), "GET", "/exact", NULL, out, sizeof(out)), 201);
+    double t0 = t_now();
+    for (int i = 0; i < 10; i++)
+        synchronize_rcu();
+    CHECK(t_now() - t0 < 2.0);
+    http_server_free(srv);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -308,6 +372,7 @@ int main(void)
     test_metrics(srv);
     http_server_free(srv);
     test_addresses();
+    test_rcu_registration();
     selfmetrics_shutdown();
     ml_shutdown();
     rcu_unregister_thread();
