@@ -441,9 +441,9 @@ static int fast_sample(struct pbr r, struct api_rw_sample *s)
     return 0;
 }
 
-/* Series with more labels or samples than this go to protobuf-c. */
+/* Series with more labels or samples than this (a sender catching up) go to protobuf-c. */
 #define FAST_MAX_LABELS  64
-#define FAST_MAX_SAMPLES 64
+#define FAST_MAX_SAMPLES 256
 
 static int fast_series(struct pbr r, const struct api_rw_limits *lim, struct arena *a,
                        struct api_rw_series *s)
