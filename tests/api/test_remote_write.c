@@ -610,6 +610,49 @@ static void test_arena(void)
     arena_free(&a);
 }
 
+/* The hand-written v1 path and protobuf-c agree, including where the fast path hands over. */
+static void test_fast_vs_reference(void)
+{
+    struct api_rw_label l[] = {L("__name__", "m"), L("job", "j"), L("prometheus_replica", "a")};
+    static struct api_rw_sample many[300];
+    for (int i = 0; i < 300; i++)
+        many[i] = (struct api_rw_sample){(double)i, NOW - 300 + i};
+    static const char *const drop[] = {"prometheus_replica"};
+    struct api_rw_limits lim = limits();
+    lim.drop_labels = drop;
+    lim.n_drop_labels = 1;
+    /* 2 samples (fast), 300 samples (over the fast path's stack buffer), an exemplar (protobuf-c only) */
+    size_t cases[][2] = {{2, 0}, {300, 0}, {2, 1}};
+    for (size_t c = 0; c < 3; c++) {
+        struct api_rw_series s = {.labels = l,
+                                  .n_labels = 3,
+                                  .samples = many,
+                                  .n_samples = cases[c][0],
+                                  .n_exemplars = cases[c][1]};
+        struct api_rw_request in = {.series = &s, .n_series = 1};
+        struct buf raw = BUF_INIT;
+        CHECK_INT(api_rw_encode(&in, 1, API_RW_ENC_RAW, &raw), 0);
+        struct arena a, b;
+        arena_init(&a, 0);
+        arena_init(&b, 0);
+        struct api_rw_request x, y;
+        CHECK_INT(api_rw_decode_pb(raw.data, raw.len, 1, &lim, &a, &x), 0);
+        CHECK_INT(api_rw_decode_pb_reference(raw.data, raw.len, 1, &lim, &b, &y), 0);
+        CHECK_INT(x.series[0].n_samples, cases[c][0]);
+        CHECK_INT(y.series[0].n_samples, cases[c][0]);
+        CHECK_INT(x.series[0].n_labels, 2);
+        CHECK_INT(y.series[0].n_labels, 2);
+        CHECK_INT(x.series[0].n_exemplars, cases[c][1]);
+        CHECK_INT(x.series[0].samples[cases[c][0] - 1].timestamp_ms,
+                  y.series[0].samples[cases[c][0] - 1].timestamp_ms);
+        CHECK_INT(x.counts.samples_valid, y.counts.samples_valid);
+        CHECK_STR(x.series[0].labels[1].value, y.series[0].labels[1].value);
+        arena_free(&a);
+        arena_free(&b);
+        buf_free(&raw);
+    }
+}
+
 int main(void)
 {
     test_content_types();
@@ -620,6 +663,7 @@ int main(void)
     test_v2_symbols();
     test_http_status_table();
     test_arena();
+    test_fast_vs_reference();
     for (int v = 1; v <= 2; v++) {
         test_roundtrip(v);
         test_series_reasons(v);
