@@ -411,8 +411,10 @@ static int validate(const struct ma_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "invalid value \"0\" for flag --rate-window: must be positive");
     if (cfg->reap_interval_ms == 0)
         return fail(err, errlen, "invalid value \"0\" for flag --reap-interval: must be positive");
-    if (cfg->http_timeout_ms / 1000 > UINT_MAX)
-        return fail(err, errlen, "invalid value for flag --http-timeout: too long");
+    /* MHD counts whole seconds and reads 0 as "never": a sub-second value
+     * would silently switch the timeout off. */
+    if (cfg->http_timeout_ms < 1000 || cfg->http_timeout_ms / 1000 > UINT_MAX)
+        return fail(err, errlen, "invalid value for flag --http-timeout: must be between 1s and 136y");
     return 0;
 }
 

@@ -101,6 +101,8 @@ static void test_errors(void)
     EXPECT_ERROR("--max-body-bytes: must be positive", "--max-body-bytes=0");
     EXPECT_ERROR("--max-connections: must be positive", "--max-connections=0");
     EXPECT_ERROR("--rate-window: must be positive", "--rate-window=0");
+    EXPECT_ERROR("--http-timeout: must be between 1s", "--http-timeout=500ms");
+    EXPECT_ERROR("--http-timeout: must be between 1s", "--http-timeout=0");
     EXPECT_ERROR("--log-level: expected debug, info, warn or error", "--log-level=loud");
     EXPECT_ERROR("--drop-labels", "--drop-labels=a-b");
     EXPECT_ERROR("--drop-labels", "--drop-labels=ok,9lives");
