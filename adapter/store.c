@@ -114,6 +114,7 @@ struct counters {
     uint64_t refused[STORE_REFUSED_COUNT];
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, stale_absent;
     uint64_t heap_blocks, reap_passes;
+    uint64_t set_gen; /* bumped on every series insert and before every unlink: store_series_generation() */
 };
 
 struct store {
@@ -147,7 +148,7 @@ static void *xmalloc(size_t n)
 static inline void cpu_relax(unsigned *spins)
 {
     if (++*spins < 64)
-        __builtin_ia32_pause();
+        caa_cpu_relax();
     else
         sched_yield();
 }
@@ -472,6 +473,7 @@ static int series_create(struct store *st, const struct wkey *k, struct spare *s
         /* Counted before the hold is released: pairs with the reaper's re-check after try_kill(). */
         ADD(&g->nseries, 1);
         ADD(&st->c.series_created, 1);
+        __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_RELEASE);
         hold_exit(&g->state);
         hold_exit(&m->state);
         *out = s; /* locked */
@@ -526,6 +528,10 @@ static int series_get_locked(struct store *st, const struct wkey *k, int create,
 static int series_unlink(struct store *st, struct store_series *s)
 {
     struct store_group *g = s->group;
+    /* Bumped before the unlink, so before ml_delete() queues the reclaim:
+     * a reader that still sees the old generation entered its read section
+     * before the grace period ends and may use the node (store_series_generation). */
+    __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_SEQ_CST);
     if (ml_delete(g->series, &s->node) != 0)
         return 0;
     SUB(&g->metric->nseries, 1);
@@ -1236,6 +1242,12 @@ size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample 
 /* ------------------------------------------------------------------------- */
 /* Counters                                                                   */
 /* ------------------------------------------------------------------------- */
+
+uint64_t store_series_generation(struct store *st)
+{
+    /* Pairs with the release/seq_cst increments in series_create and series_unlink. */
+    return __atomic_load_n(&st->c.set_gen, __ATOMIC_ACQUIRE);
+}
 
 void store_get_stats(struct store *st, struct store_stats *o)
 {
