@@ -2,7 +2,9 @@
  * decode_bench: CPU cost of api_rw_decode() alone (snappy + protobuf-c
  * unpack into the arena + validation) on the load generator's request shape:
  * 2,000 series x 6 Kubernetes-like labels, one sample each.
- *   decode_bench [--iterations N] [--series N] [--proto v1|v2] [--malloc]
+ *   decode_bench [--iterations N] [--series N] [--proto v1|v2] [--reference | --malloc]
+ * --reference decodes through protobuf-c into the arena (no hand-written v1
+ * fast path): api_rw_decode_pb_reference after snappy.
  * --malloc unpacks with protobuf-c's default allocator instead of the arena,
  * for comparison (decode via api_rw_decode_pb is not possible then, so that
  * mode times snappy + unpack + free only).
@@ -29,7 +31,7 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     size_t iters = 500, n = 2000;
-    int version = 1, use_malloc = 0;
+    int version = 1, use_malloc = 0, reference = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
             iters = strtoul(argv[++i], NULL, 10);
@@ -39,8 +41,12 @@ int main(int argc, char **argv)
             version = !strcmp(argv[++i], "v2") ? 2 : 1;
         else if (!strcmp(argv[i], "--malloc"))
             use_malloc = 1;
+        else if (!strcmp(argv[i], "--reference"))
+            reference = 1;
         else {
-            fprintf(stderr, "usage: %s [--iterations N] [--series N] [--proto v1|v2] [--malloc]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--iterations N] [--series N] [--proto v1|v2] [--reference | --malloc]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -98,6 +104,15 @@ int main(int argc, char **argv)
             Prometheus__WriteRequest *wr = prometheus__write_request__unpack(NULL, ulen, (uint8_t *)raw);
             valid += wr->n_timeseries;
             prometheus__write_request__free_unpacked(wr, NULL);
+        } else if (reference) {
+            size_t ulen = 32 << 20;
+            if (snappy_uncompress(body.data, body.len, raw, &ulen) != SNAPPY_OK)
+                return 1;
+            struct api_rw_request out;
+            if (api_rw_decode_pb_reference(raw, ulen, version, &lim, &a, &out) != 0)
+                return 1;
+            valid += out.n_series - out.n_invalid;
+            arena_reset(&a);
         } else {
             struct api_rw_request out;
             if (api_rw_decode(body.data, body.len, ct, &lim, &a, &out) != 0)
@@ -108,8 +123,10 @@ int main(int argc, char **argv)
     }
     double el = now_s() - t0;
     printf("%s v%d: %zu series x %zu requests: %.3f us/series, %.0f series/s (body %zu bytes)\n",
-           use_malloc ? "malloc unpack" : "api_rw_decode", version, n, iters, el * 1e6 / (double)(iters * n),
-           (double)(iters * n) / el, body.len);
+           use_malloc  ? "malloc unpack"
+           : reference ? "protobuf-c arena"
+                       : "api_rw_decode",
+           version, n, iters, el * 1e6 / (double)(iters * n), (double)(iters * n) / el, body.len);
     arena_free(&a);
     buf_free(&body);
     free(raw);
