@@ -235,21 +235,30 @@ static pcre2_match_data *match_data(void)
     return md_cached;
 }
 
-bool rules__re_match(const pcre2_code *re, const char *subject, size_t len, size_t *ovec, size_t nvec)
+int rules__re_match(const pcre2_code *re, const char *subject, size_t len, size_t *ovec, size_t nvec)
 {
     pcre2_match_data *md = match_data();
-    int rc = pcre2_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, NULL);
+    /* The JIT entry point skips pcre2_match()'s checks, which cost more than
+     * the compiled match on short names; it is safe here because every
+     * pattern is compiled with MATCH_INVALID_UTF. Without JIT code for the
+     * pattern it says so and the interpreter runs. */
+    int rc = pcre2_jit_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, NULL);
+    if (rc == PCRE2_ERROR_JIT_BADOPTION)
+        rc = pcre2_match(re, (PCRE2_SPTR)subject, len, 0, 0, md, NULL);
+    if (rc < 0)
+        return -1;
     if (rc == 0)
         rc = MD_PAIRS; /* matched, more groups than the block holds: the first ones are set */
-    if (rc >= 0 && ovec) {
+    size_t n = (size_t)rc < nvec ? (size_t)rc : nvec;
+    if (ovec) {
         PCRE2_SIZE *o = pcre2_get_ovector_pointer(md);
-        for (size_t i = 0; i < nvec; i++) {
-            bool set = i < (size_t)rc && o[2 * i] != PCRE2_UNSET;
+        for (size_t i = 0; i < n; i++) {
+            bool set = o[2 * i] != PCRE2_UNSET;
             ovec[2 * i] = set ? o[2 * i] : (size_t)-1;
             ovec[2 * i + 1] = set ? o[2 * i + 1] : (size_t)-1;
         }
     }
-    return rc >= 0;
+    return (int)n;
 }
 
 /* ---- the resource table (the RESTMapper stand-in) ---- */
@@ -468,9 +477,9 @@ static bool matcher_match(const struct rules_matcher *m, const char *v)
     case RULES_OP_NEQ:
         return strcmp(v, m->value) != 0;
     case RULES_OP_RE:
-        return rules__re_match(m->_re, v, strlen(v), NULL, 0);
+        return rules__re_match(m->_re, v, strlen(v), NULL, 0) >= 0;
     case RULES_OP_NRE:
-        return !rules__re_match(m->_re, v, strlen(v), NULL, 0);
+        return rules__re_match(m->_re, v, strlen(v), NULL, 0) < 0;
     }
     return false;
 }
@@ -605,20 +614,20 @@ static bool served_name(const struct rules_rule *r, const char *name, enum rules
         if (strcmp(r->_sel[i].name, "__name__") == 0 && !matcher_match(&r->_sel[i], name))
             return false;
     for (size_t i = 0; i < r->_n_filters; i++)
-        if (rules__re_match(r->_filters[i].re, name, len, NULL, 0) != r->_filters[i].positive)
+        if ((rules__re_match(r->_filters[i].re, name, len, NULL, 0) >= 0) != r->_filters[i].positive)
             return false;
     size_t ovec[2 * NVEC];
+    int ngroups = 1;
     if (r->_name_re) {
-        if (!rules__re_match(r->_name_re, name, len, ovec, NVEC))
+        /* Only the groups that took part are written; expand_as() reads no further. */
+        if ((ngroups = rules__re_match(r->_name_re, name, len, ovec, NVEC)) < 0)
             return false;
     } else {
         /* ".*" on a metric name (no newline): group 0 is the whole name. */
         ovec[0] = 0;
         ovec[1] = len;
-        for (size_t i = 1; i < NVEC; i++)
-            ovec[2 * i] = ovec[2 * i + 1] = (size_t)-1;
     }
-    return expand_as(r, name, ovec, NVEC, out) && out[0] != '\0';
+    return expand_as(r, name, ovec, (size_t)ngroups, out) && out[0] != '\0';
 }
 
 bool rules_name_serves(const struct rules_rule *rule, const char *series_name, enum rules_type type,
@@ -673,36 +682,50 @@ const struct rules_resource *rules_label_resource(const struct rules_rule *rule,
     return NULL;
 }
 
-const char *rules_object_label(const struct rules_rule *rule, const char *resource)
-{
+/* A request's resource, "pods" or "deployments.apps", split and made plural once. */
+struct req_res {
     char name[128];
+    const char *group, *plural;
+};
+
+static bool req_res_parse(const char *resource, struct req_res *q)
+{
     const char *dot = strchr(resource, '.');
     size_t len = dot ? (size_t)(dot - resource) : strlen(resource);
-    if (len >= sizeof(name))
-        return NULL;
-    memcpy(name, resource, len);
-    name[len] = '\0';
-    const char *group = dot ? dot + 1 : "";
-    const struct rules_resource *k = rules__known_resource(group, name);
-    const char *plural = k ? k->resource : name;
+    if (len >= sizeof(q->name))
+        return false;
+    memcpy(q->name, resource, len);
+    q->name[len] = '\0';
+    q->group = dot ? dot + 1 : "";
+    const struct rules_resource *k = rules__known_resource(q->group, q->name);
+    q->plural = k ? k->resource : q->name;
+    return true;
+}
+
+/* A group left out in the request matches any group, as a RESTMapper does. */
+static const char *label_for(const struct rules_rule *rule, const struct req_res *q)
+{
     for (size_t i = 0; i < rule->_n_res; i++) {
         const struct rules_resource *r = &rule->_res[i].res;
-        if (strcmp(r->resource, plural) == 0 && (!*group || strcmp(r->group, group) == 0))
+        if (strcmp(r->resource, q->plural) == 0 && (!*q->group || strcmp(r->group, q->group) == 0))
             return rule->_res[i].label;
     }
     return NULL;
 }
 
+const char *rules_object_label(const struct rules_rule *rule, const char *resource)
+{
+    struct req_res q;
+    return req_res_parse(resource, &q) ? label_for(rule, &q) : NULL;
+}
+
 /* ---- read side ---- */
 
+/* The loader and the defaults both set namespace_label (NULL when no label
+ * maps to namespaces, or for an external rule with namespaced: false). */
 static const char *ns_label_of(const struct rules_rule *r)
 {
-    if (r->_need_type || r->external)
-        return r->namespace_label;
-    for (size_t i = 0; i < r->_n_res; i++)
-        if (strcmp(r->_res[i].res.resource, "namespaces") == 0 && !*r->_res[i].res.group)
-            return r->_res[i].label;
-    return NULL;
+    return r->namespace_label;
 }
 
 /* Fill t->source for a config rule; false when the metric cannot come from it. */
@@ -764,7 +787,8 @@ static size_t lookup(const struct rules_set *set, bool external, const char *res
                      struct rules_target *out, size_t max)
 {
     size_t count = 0;
-    if (!*metric || strlen(metric) >= RULES_NAME_MAX)
+    struct req_res q;
+    if (!*metric || strlen(metric) >= RULES_NAME_MAX || (!external && !req_res_parse(resource, &q)))
         return 0;
     for (size_t i = 0; i < set->n_rules; i++) {
         const struct rules_rule *r = &set->rules[i];
@@ -772,7 +796,7 @@ static size_t lookup(const struct rules_set *set, bool external, const char *res
             continue;
         const char *object_label = NULL;
         if (!external) {
-            object_label = rules_object_label(r, resource);
+            object_label = label_for(r, &q);
             if (!object_label)
                 continue;
         }

@@ -54,8 +54,10 @@ void rules__warn(struct rules_set *s, const char *msg);
  * @anchored: PromQL's full anchoring. Returns NULL and fills errbuf on error. */
 pcre2_code *rules__compile(struct rules_set *s, const char *re, size_t len, bool anchored, char *err,
                            size_t errlen);
-/* Whether @re matches @subject; with @ovec (size 2*@nvec) it receives the offsets. */
-bool rules__re_match(const pcre2_code *re, const char *subject, size_t len, size_t *ovec, size_t nvec);
+/* Match @re against @subject: -1 when it does not match, else the number of
+ * groups (group 0 included, at most @nvec) whose offsets went to @ovec (size
+ * 2*@nvec; (size_t)-1 for a group that did not take part). @ovec may be NULL. */
+int rules__re_match(const pcre2_code *re, const char *subject, size_t len, size_t *ovec, size_t nvec);
 
 /* The built-in resource table: find by plural or singular name, group "" or
  * NULL matching any group. */
