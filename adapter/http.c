@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -83,6 +84,8 @@ struct http_server {
 };
 
 struct req_state {
+    const char *method, *url;  /* MHD's, valid until the request completes */
+    double start;              /* monotonic seconds, for the access log */
     const struct route *route; /* NULL: no route */
     size_t cap;
     struct buf body;
@@ -297,6 +300,13 @@ static enum MHD_Result send_response(struct http_server *srv, struct MHD_Connect
     if (ret == MHD_YES) {
         st->responded = 1;
         count_status(srv, status);
+        if (log_enabled(LOG_DEBUG)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            double us = ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - st->start) * 1e6;
+            log_debug("request", "listener=%s method=%s path=%s status=%d bytes=%zu duration_us=%.0f",
+                      srv->name, st->method, st->url, status, len, us);
+        }
     }
     return ret;
 }
@@ -342,6 +352,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!st)
             return MHD_NO;
         *con_cls = st;
+        st->method = method;
+        st->url = url;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        st->start = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
         return on_first_call(srv, conn, url, st);
     }
     if (st->responded) {

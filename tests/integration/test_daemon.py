@@ -119,6 +119,10 @@ class Serving(unittest.TestCase):
         for line in text.splitlines():
             self.assertRegex(line, LOG_LINE)
 
+    def test_access_log_at_debug(self):
+        self.a.get("/livez")
+        self.a.wait_log(r'msg="request" listener=ingest method=GET path=/livez status=200 bytes=2 duration_us=\d+')
+
     def test_sighup_reloads_and_keeps_serving(self):
         self.a.signal(signal.SIGHUP)
         self.a.wait_log(r'msg="reload requested"')
