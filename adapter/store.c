@@ -921,6 +921,16 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+int64_t store_series_ttl_ms(const struct store *st)
+{
+    return st->cfg.series_ttl_ms;
+}
+
+int64_t store_rate_window_ms(const struct store *st)
+{
+    return st->cfg.rate_window_ms;
+}
+
 void store_reap_now(struct store *st)
 {
     pthread_mutex_lock(&st->wake_mu);

@@ -143,6 +143,14 @@ void store_set_refuse_new(struct store *st, int on);
  */
 uint64_t store_reap(struct store *st, int64_t now_ms);
 
+/*
+ * The effective --series-ttl and --rate-window (defaults applied). Serving code must not
+ * serve a series whose newest sample is older than now - ttl: the reaper only runs every
+ * --reap-interval, so such a series may still be linked for a moment.
+ */
+int64_t store_series_ttl_ms(const struct store *st);
+int64_t store_rate_window_ms(const struct store *st);
+
 /* Wake the reaper thread for an immediate pass (memory valve). Safe from any thread. */
 void store_reap_now(struct store *st);
 
@@ -220,6 +228,16 @@ int64_t store_series_newest(const struct store_series *s);
  * writer runs).
  */
 size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample *out, size_t max);
+
+/*
+ * store_series_generation - a number that changes whenever a series is
+ * added to or unlinked from any group (bumped before the unlink). Read inside
+ * a read-side section: while it still equals a value read in an earlier
+ * section, no series has been unlinked since, so series pointers collected
+ * then still point to live series (a query-side index relies on this), and
+ * none was added.
+ */
+uint64_t store_series_generation(struct store *st);
 
 /* Largest number of samples a series ever holds (the ring is capped there, oldest dropped). */
 #define STORE_MAX_SAMPLES 4096

@@ -5,6 +5,7 @@
  */
 
 #include <math.h>
+#include <unistd.h>
 
 #include "test_store.h"
 
@@ -332,7 +333,30 @@ static void test_ttl_reap_and_empty_groups(void)
     CHECK_EQ(ss.groups_live, 1);
     CHECK_EQ(ss.series_live, 1);
     CHECK_EQ(store_reap_passes(st), 4);
+    CHECK_EQ(store_series_ttl_ms(st), 300000);
+    CHECK_EQ(store_rate_window_ms(st), 120000);
     store_free(st);
+}
+
+/* The reaper thread: store_reap_now() wakes it long before its (one hour) interval. */
+static void test_reaper_thread(void)
+{
+    struct store_config cfg = {.reap_interval_ms = 3600000, .start_reaper = 1};
+    struct store *st;
+    struct t_labels ls;
+    struct store_stats ss;
+    CHECK_EQ(store_new(&cfg, &st), 0);
+    T_LABELS(&ls, "__name__", "m", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0); /* 1970: far older than the TTL by the wall clock */
+    store_reap_now(st);
+    double deadline = t_mono() + 10;
+    while (store_reap_passes(st) == 0 && t_mono() < deadline)
+        usleep(1000);
+    CHECK_EQ(store_reap_passes(st), 1);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.deleted_ttl, 1);
+    CHECK_EQ(ss.series_live, 0);
+    store_free(st); /* stops and joins the thread */
 }
 
 static void test_limits(void)
@@ -454,6 +478,7 @@ int main(void)
     test_stale_markers_and_nan();
     test_window_and_heap_ring();
     test_ttl_reap_and_empty_groups();
+    test_reaper_thread();
     test_limits();
     test_metric_types_and_discovery();
     test_collect();
