@@ -665,11 +665,48 @@ static int decode_v2(const uint8_t *pb, size_t len, const struct api_rw_limits *
 
 /* ---- entry points ---------------------------------------------------- */
 
+/*
+ * How many times a top-level field occurs, by walking tags only; SIZE_MAX
+ * when the walk hits something it cannot skip (the decoder will reject or
+ * handle it). Lets the series-per-request cap act before anything is
+ * allocated per series: a body of empty series costs ~50 bytes of arena per
+ * byte of input once unpacked.
+ */
+static size_t count_field(const uint8_t *pb, size_t len, uint32_t want)
+{
+    struct pbr r = {pb, pb + len};
+    size_t n = 0;
+    while (r.p < r.end) {
+        uint32_t f = 0, wt = 0;
+        struct pbr sub = {NULL, NULL};
+        uint64_t v;
+        if (pb_field(&r, &f, &wt, &sub) != 0)
+            return SIZE_MAX;
+        if (wt == 0 && pb_varint(&r, &v) != 0)
+            return SIZE_MAX;
+        if (wt == 1 || wt == 5) {
+            size_t w = wt == 1 ? 8 : 4;
+            if ((size_t)(r.end - r.p) < w)
+                return SIZE_MAX;
+            r.p += w;
+        }
+        if (wt == 3 || wt == 4 || wt > 5)
+            return SIZE_MAX;
+        n += f == want && wt == 2;
+    }
+    return n;
+}
+
 static int decode_pb(const void *pb, size_t len, int version, int fast, const struct api_rw_limits *lim,
                      struct arena *a, struct api_rw_request *out)
 {
     if (!lim)
         lim = &default_limits;
+    if (lim->max_series_per_request && (version == 1 || version == 2)) {
+        size_t n = count_field(pb, len, version == 1 ? 1 : 5);
+        if (n != SIZE_MAX && n > lim->max_series_per_request)
+            return API_RW_ETOO_MANY_SERIES;
+    }
     struct api_rw_request r;
     memset(&r, 0, sizeof r);
     int rc = FAST_FALLBACK;

@@ -653,6 +653,29 @@ static void test_fast_vs_reference(void)
     }
 }
 
+/* The series cap acts before per-series allocation: a body of 100,000 empty series costs nothing. */
+static void test_series_cap_before_unpack(void)
+{
+    size_t n = 100000;
+    uint8_t *raw = malloc(2 * n);
+    for (size_t i = 0; i < n; i++) {
+        raw[2 * i] = 0x0a; /* field 1 (timeseries), length-delimited */
+        raw[2 * i + 1] = 0x00;
+    }
+    struct api_rw_limits lim = limits(); /* max 100 series */
+    for (int ref = 0; ref < 2; ref++) {
+        struct arena a;
+        arena_init(&a, 0);
+        struct api_rw_request out;
+        int rc = ref ? api_rw_decode_pb_reference(raw, 2 * n, 1, &lim, &a, &out)
+                     : api_rw_decode_pb(raw, 2 * n, 1, &lim, &a, &out);
+        CHECK_INT(rc, API_RW_ETOO_MANY_SERIES);
+        CHECK_INT(arena_used(&a), 0);
+        arena_free(&a);
+    }
+    free(raw);
+}
+
 int main(void)
 {
     test_content_types();
@@ -664,6 +687,7 @@ int main(void)
     test_http_status_table();
     test_arena();
     test_fast_vs_reference();
+    test_series_cap_before_unpack();
     for (int v = 1; v <= 2; v++) {
         test_roundtrip(v);
         test_series_reasons(v);
