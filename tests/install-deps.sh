@@ -10,7 +10,7 @@ pkgs=(
   libcurl4-openssl-dev libjansson-dev libjemalloc-dev systemtap-sdt-dev
   valgrind curl openssl procps
   prometheus prometheus-node-exporter golang-go wrk gnuplot-nox
-  python3 python3-kubernetes python3-snappy
+  python3 python3-kubernetes python3-snappy python3-yaml
 )
 
 missing=()
