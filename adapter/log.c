@@ -426,7 +426,9 @@ void log_eventv(enum log_level level, const char *msg, const char *fmt, va_list 
 {
     if (!log_enabled(level))
         return;
-    if (!ratelimit_pass(level, msg))
+    /* Debug is verbosity an operator asked for (the access log, say): only
+     * info and above are rate-limited. */
+    if (level > LOG_DEBUG && !ratelimit_pass(level, msg))
         return;
     struct line l;
     line_begin(&l, level, msg);

@@ -12,8 +12,9 @@
  *
  *     log_info("listening", "listener=%s addr=%s", name, addr);
  *
- * Repeats are rate-limited by message: at most `burst` events with the same
- * level and msg per `interval`; the first event after a window in which some
+ * Repeats at info level and above are rate-limited by message (debug, being
+ * asked for, is not): at most `burst` events with the same level and msg per
+ * `interval`; the first event after a window in which some
  * were dropped is preceded by one line saying how many were suppressed
  * (log_flush() reports the last ones at exit).
  *

@@ -129,6 +129,13 @@ static void test_ratelimit(void)
     CHECK_HAS(t, "msg=\"repeated\" i=10\n");
     CHECK(strstr(t, "suppressed=7") < strstr(t, "i=10"));
 
+    /* Debug lines are not limited (the level is opt-in verbosity). */
+    log_set_level(LOG_DEBUG);
+    for (int i = 0; i < 10; i++)
+        log_debug("repeated", "i=%d", i);
+    CHECK_INT(count_lines(take()), 10);
+    log_set_level(LOG_INFO);
+
     /* log_flush() reports the pending count at exit. */
     for (int i = 0; i < 5; i++)
         log_warn("repeated", "i=%d", i);
