@@ -594,8 +594,10 @@ static bool expand_as(const struct rules_rule *r, const char *name, const size_t
 #define NVEC 32
 
 /* The served name of series @name under @r, without looking at labels other
- * than __name__; false when the rule does not take the name. */
-static bool served_name(const struct rules_rule *r, const char *name, enum rules_type type, char *out)
+ * than __name__; false when the rule does not take the name. @sel_done: the
+ * caller already matched the whole seriesQuery, __name__ included. */
+static bool served_name(const struct rules_rule *r, const char *name, enum rules_type type, char *out,
+                        bool sel_done)
 {
     size_t len = strlen(name);
     if (r->_need_type) {
@@ -610,7 +612,7 @@ static bool served_name(const struct rules_rule *r, const char *name, enum rules
         out[len] = '\0';
         return true;
     }
-    for (size_t i = 0; i < r->_n_sel; i++)
+    for (size_t i = 0; i < r->_n_sel && !sel_done; i++)
         if (strcmp(r->_sel[i].name, "__name__") == 0 && !matcher_match(&r->_sel[i], name))
             return false;
     for (size_t i = 0; i < r->_n_filters; i++)
@@ -634,7 +636,7 @@ bool rules_name_serves(const struct rules_rule *rule, const char *series_name, e
                        const char *metric)
 {
     char got[RULES_NAME_MAX];
-    return served_name(rule, series_name, type, got) && strcmp(got, metric) == 0;
+    return served_name(rule, series_name, type, got, false) && strcmp(got, metric) == 0;
 }
 
 size_t rules_series_uses(const struct rules_set *set, const struct rules_label *labels, size_t n,
@@ -649,7 +651,7 @@ size_t rules_series_uses(const struct rules_set *set, const struct rules_label *
         if (!rules_matchers_match(r->_sel, r->_n_sel, labels, n))
             continue;
         char metric[RULES_NAME_MAX];
-        if (!served_name(r, name, type, metric))
+        if (!served_name(r, name, type, metric, true))
             continue;
         if (count < max) {
             out[count].rule = r;
@@ -923,7 +925,7 @@ void rules_disc_add(struct rules_disc *d, const struct rules_label *labels, size
     for (size_t k = 0; k < d->set->n_rules; k++) {
         const struct rules_rule *r = &d->set->rules[k];
         char metric[RULES_NAME_MAX];
-        if (!rules_matchers_match(r->_sel, r->_n_sel, labels, n) || !served_name(r, name, type, metric))
+        if (!rules_matchers_match(r->_sel, r->_n_sel, labels, n) || !served_name(r, name, type, metric, true))
             continue;
         if (r->external) {
             disc_put(d, NULL, metric, false);

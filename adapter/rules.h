@@ -70,7 +70,7 @@
  * --bench tests/adapter/rules/stock.yaml` (and `--bench --defaults`), which
  * is repeatable where timings on this shared machine are not: with the
  * defaults ~560 instructions per rules_series_wanted() and ~630 per
- * rules_lookup_custom(); with prometheus-adapter's six stock rules ~6,900 and
+ * rules_lookup_custom(); with prometheus-adapter's six stock rules ~6,000 and
  * ~13,000 (1-3 us on a loaded 2-core machine). So ingest calls
  * rules_series_wanted() when it creates a series, never per sample.
  *
