@@ -69,7 +69,8 @@ if [ -z "$runtime_pkgs" ]; then
   echo "FAIL: no apt-get install line found in the last stage of $dockerfile"
   exit 1
 fi
-echo "runtime stage installs: $(echo $runtime_pkgs)"
+mapfile -t runtime_list <<<"$runtime_pkgs"
+echo "runtime stage installs: ${runtime_list[*]}"
 
 # --- what apt would pull in: the Depends/Pre-Depends closure ---------------
 # One dpkg-query over every installed package (dpkg is slow per call).
@@ -79,14 +80,14 @@ while IFS=$'\t' read -r p deps; do
 done < <(dpkg-query -W -f='${db:Status-Abbrev}\t${Package}\t${Depends}, ${Pre-Depends}\n' \
          | awk -F'\t' '$1 ~ /^ii/ { print $2 "\t" $3 }')
 declare -A closure=()
-queue=($runtime_pkgs)
+queue=("${runtime_list[@]}")
 while [ ${#queue[@]} -gt 0 ]; do
   p=${queue[0]}
   queue=("${queue[@]:1}")
   [ -n "${closure[$p]:-}" ] && continue
   closure[$p]=1
   # "a (>= 1) | b, c:any" -> a b c ; only packages installed here count.
-  for d in $(echo "${depends_of[$p]:-}" | tr ',|' '\n\n' | sed -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | sort -u); do
+  for d in $(echo "${depends_of[$p]:-}" | tr ',|' '\n' | sed -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | sort -u); do
     [ -n "${closure[$d]:-}" ] || [ -z "${depends_of[$d]+x}" ] || queue+=("$d")
   done
 done
@@ -107,10 +108,10 @@ while IFS= read -r line; do
   pkg=${pkg%%:*}
   pkg=${pkg%%,*}
   pkg_of[${line#*: }]=$pkg
-done < <(dpkg -S $cands 2>/dev/null || true)
+done < <(mapfile -t c <<<"$cands"; dpkg -S "${c[@]}" 2>/dev/null || true)
 
 needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
-named=" $(echo $runtime_pkgs) "
+named=" ${runtime_list[*]} "
 fail=0
 checked=0
 while read -r soname path; do
