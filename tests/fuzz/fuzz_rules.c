@@ -13,7 +13,10 @@ static void exercise(const struct rules_set *s)
 {
     static const struct rules_label series[][4] = {
         {{"__name__", "http_requests_total"}, {"container", "app"}, {"namespace", "ns"}, {"pod", "p1"}},
-        {{"__name__", "container_cpu_usage_seconds_total"}, {"namespace", "ns"}, {"node", "n1"}, {"pod", "p"}},
+        {{"__name__", "container_cpu_usage_seconds_total"},
+         {"namespace", "ns"},
+         {"node", "n1"},
+         {"pod", "p"}},
         {{"__name__", "queue_length"}, {"kube_apps_deployment", "web"}, {"name", "q"}, {"queue", "q"}},
     };
     struct rules_use uses[4];
