@@ -319,10 +319,16 @@ struct rules_served {
 
 struct rules_disc;
 
-/* Start a discovery pass over @set (which must outlive it). */
+/*
+ * A discovery pass: feed it the series present, read back the sorted,
+ * de-duplicated (resource, metric) pairs. One pass belongs to one thread; it
+ * allocates (one entry per distinct pair), so the caller copies what it
+ * needs out of the store rather than holding a read-side section across a
+ * long pass. The entries point into @set, which must outlive the pass.
+ */
 struct rules_disc *rules_disc_new(const struct rules_set *set);
-/* Add one present series (labels sorted, __name__ included). Series with the
- * same metric name and the same label names add nothing new; callers may skip them. */
+/* Add one present series (labels sorted, __name__ included; same rules as
+ * rules_series_uses()). Adding a series twice changes nothing. */
 void rules_disc_add(struct rules_disc *d, const struct rules_label *labels, size_t n, enum rules_type type);
 /* The result, sorted by (external, group, resource, metric), without duplicates.
  * Valid until the next rules_disc_add() or rules_disc_free(). */
