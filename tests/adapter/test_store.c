@@ -450,6 +450,31 @@ static void test_metric_types_and_discovery(void)
     store_free(st);
 }
 
+/* The series generation changes on every insert and unlink, never on updates. */
+static void test_generation(void)
+{
+    struct store *st = new_store(0, 0, 0);
+    struct t_labels ls;
+    T_LABELS(&ls, "__name__", "m", "pod", "p");
+    uint64_t g0 = store_series_generation(st);
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
+    uint64_t g1 = store_series_generation(st);
+    CHECK(g1 != g0);
+    CHECK_EQ(t_write1(st, &ls, 2000, 2.0), 0);
+    CHECK_EQ(t_write1(st, &ls, 2000, 2.0), 0); /* duplicate */
+    store_set_metric_type(st, "m", 1, API_RW_TYPE_GAUGE);
+    CHECK_EQ(store_series_generation(st), g1);
+    CHECK_EQ(t_write1(st, &ls, 3000, api_stale_nan()), 0);
+    uint64_t g2 = store_series_generation(st);
+    CHECK(g2 != g1);
+    CHECK_EQ(t_write1(st, &ls, 4000, 1.0), 0);
+    uint64_t g3 = store_series_generation(st);
+    CHECK(g3 != g2);
+    CHECK_EQ(store_reap(st, 4000 + 300001), 1);
+    CHECK(store_series_generation(st) != g3);
+    store_free(st);
+}
+
 static void test_collect(void)
 {
     struct store *st = new_store(0, 0, 0);
@@ -481,6 +506,7 @@ int main(void)
     test_reaper_thread();
     test_limits();
     test_metric_types_and_discovery();
+    test_generation();
     test_collect();
     ml_shutdown();
     rcu_unregister_thread();
