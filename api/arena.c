@@ -26,7 +26,7 @@ struct arena_chunk {
 
 static void *pb_alloc(void *allocator_data, size_t size)
 {
-    return arena_alloc(allocator_data, size);
+    return arena_try_alloc(allocator_data, size);
 }
 
 /* protobuf-c frees what it allocated on error paths; the arena frees it all at reset. */
@@ -41,6 +41,8 @@ void arena_init(struct arena *a, size_t chunk_size)
     a->_head = NULL;
     a->_chunk_size = chunk_size ? chunk_size : ARENA_DEFAULT_CHUNK;
     a->_total = 0;
+    a->_limit = 0;
+    a->_over = 0;
     a->pb.alloc = pb_alloc;
     a->pb.free = pb_free;
     a->pb.allocator_data = a;
@@ -104,6 +106,25 @@ void *arena_calloc(struct arena *a, size_t n, size_t size)
     return p;
 }
 
+void arena_set_limit(struct arena *a, size_t limit)
+{
+    a->_limit = limit;
+}
+
+void *arena_try_alloc(struct arena *a, size_t n)
+{
+    if (a->_limit && (n > a->_limit || a->_total > a->_limit - n)) {
+        a->_over = 1;
+        return NULL;
+    }
+    return arena_alloc(a, n);
+}
+
+int arena_over_limit(const struct arena *a)
+{
+    return a->_over;
+}
+
 char *arena_strndup(struct arena *a, const char *p, size_t n)
 {
     char *s = arena_alloc(a, n + 1);
@@ -135,6 +156,7 @@ void arena_reset(struct arena *a)
     }
     a->_head = keep;
     a->_total = 0;
+    a->_over = 0;
 }
 
 void arena_free(struct arena *a)
@@ -147,4 +169,5 @@ void arena_free(struct arena *a)
     }
     a->_head = NULL;
     a->_total = 0;
+    a->_over = 0;
 }

@@ -26,7 +26,9 @@ struct arena {
     struct arena_chunk *_head; /* private: current chunk, linked to older ones */
     size_t _chunk_size;        /* private: default size of a new chunk */
     size_t _total;             /* private: bytes handed out since the last reset */
-    ProtobufCAllocator pb;     /* pass &a->pb to *_unpack(); allocator_data is the arena */
+    size_t _limit;             /* private: arena_try_alloc() budget on _total, 0 = none */
+    int _over;                 /* private: a try allocation hit the budget */
+    ProtobufCAllocator pb;     /* pass &a->pb to *_unpack(); allocator_data is the arena; budgeted */
 };
 
 /* Initialise an empty arena whose chunks are at least chunk_size bytes (0 = 64 KiB). No allocation. */
@@ -34,6 +36,17 @@ void arena_init(struct arena *a, size_t chunk_size);
 
 /* n bytes aligned to 16 (max_align_t). n = 0 returns a valid unique pointer. Never NULL. */
 void *arena_alloc(struct arena *a, size_t n);
+
+/*
+ * Budget for arena_try_alloc() and for protobuf-c through a->pb: once the
+ * bytes handed out since the last reset would pass @limit, try allocations
+ * return NULL (protobuf-c's unpack then fails cleanly) and arena_over_limit()
+ * says so. 0 removes the budget. arena_alloc() ignores it. Reset clears the
+ * flag, not the budget.
+ */
+void arena_set_limit(struct arena *a, size_t limit);
+void *arena_try_alloc(struct arena *a, size_t n);
+int arena_over_limit(const struct arena *a);
 
 /* n * size bytes, zeroed; aborts on multiplication overflow. */
 void *arena_calloc(struct arena *a, size_t n, size_t size);

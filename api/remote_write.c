@@ -697,6 +697,10 @@ static size_t count_field(const uint8_t *pb, size_t len, uint32_t want)
     return n;
 }
 
+/* Arena budget for protobuf-c's unpack: bytes per decoded byte, plus a constant. */
+#define PB_BUDGET_FACTOR 24
+#define PB_BUDGET_EXTRA  ((size_t)1 << 20)
+
 static int decode_pb(const void *pb, size_t len, int version, int fast, const struct api_rw_limits *lim,
                      struct arena *a, struct api_rw_request *out)
 {
@@ -715,12 +719,22 @@ static int decode_pb(const void *pb, size_t len, int version, int fast, const st
     if (rc == FAST_FALLBACK) {
         /* What the fast path left in the arena is garbage now; it goes at reset. */
         memset(&r, 0, sizeof r);
+        /* protobuf-c turns a 2-byte empty label into ~60 bytes of structs:
+         * budget its allocations well above what real bodies need (~6x)
+         * so that a crafted body is a 400, not gigabytes. */
+        size_t budget = len > (SIZE_MAX - PB_BUDGET_EXTRA) / PB_BUDGET_FACTOR
+                            ? SIZE_MAX
+                            : len * PB_BUDGET_FACTOR + PB_BUDGET_EXTRA;
+        arena_set_limit(a, arena_used(a) > SIZE_MAX - budget ? SIZE_MAX : arena_used(a) + budget);
         if (version == 1)
             rc = decode_v1(pb, len, lim, a, &r);
         else if (version == 2)
             rc = decode_v2(pb, len, lim, a, &r);
         else
             rc = API_RW_EMEDIA_TYPE;
+        if (rc == API_RW_EPROTOBUF && arena_over_limit(a))
+            rc = API_RW_EDECODED_SIZE;
+        arena_set_limit(a, 0);
     }
     if (rc == 0)
         *out = r;

@@ -166,12 +166,15 @@ int api_rw_content_version(const char *content_type);
  * @content_type: the Content-Type header value (NULL: 415).
  * @lim: caps, clock and drop list; NULL uses the defaults (32 MiB, no other cap, no future check).
  * @a: the request's arena: the decoded body, the protobuf message and @out's arrays live there
- *     until arena_reset()/arena_free().
+ *     until arena_reset()/arena_free(). The decoder budgets protobuf-c's
+ *     allocations in it (24 bytes per decoded byte + 1 MiB: real bodies need
+ *     ~6) and leaves the arena without a budget (arena_set_limit(a, 0)).
  * @out: written only on success (return 0).
  *
  * Returns 0 (some series may still be invalid: out->n_invalid), or a
  * negative enum api_rw_err: API_RW_EMEDIA_TYPE, API_RW_EEMPTY,
- * API_RW_EDECODED_SIZE (checked before any allocation), API_RW_ESNAPPY,
+ * API_RW_EDECODED_SIZE (checked before any allocation; also when the
+ * unpacked message would pass the arena budget), API_RW_ESNAPPY,
  * API_RW_EPROTOBUF, API_RW_ENOTHING, API_RW_ETOO_MANY_SERIES, API_RW_ESYMBOLS.
  */
 int api_rw_decode(const void *body, size_t len, const char *content_type, const struct api_rw_limits *lim,

@@ -676,6 +676,50 @@ static void test_series_cap_before_unpack(void)
     free(raw);
 }
 
+/* A crafted body of empty labels hits protobuf-c's arena budget: a 400, not gigabytes. */
+static void test_unpack_budget(void)
+{
+    size_t nl = 600000, len = 2 * nl;
+    /* one series (field 1) whose payload is nl empty labels (field 1, length 0) */
+    uint8_t *raw = malloc(len + 8);
+    size_t p = 0;
+    raw[p++] = 0x0a;
+    for (size_t v = len;; v >>= 7) { /* varint length */
+        raw[p++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        raw[p++] = 0x0a;
+        raw[p++] = 0x00;
+    }
+    struct api_rw_limits lim = limits();
+    struct arena a;
+    arena_init(&a, 0);
+    struct api_rw_request out;
+    int rc = api_rw_decode_pb(raw, p, 1, &lim, &a, &out);
+    CHECK_INT(rc, API_RW_EDECODED_SIZE);
+    CHECK_INT(status_of(rc, NULL), 400);
+    CHECK_INT(arena_used(&a) <= 24 * p + (1 << 20), 1);
+    /* The budget is gone afterwards; a normal allocation works. */
+    CHECK_INT(arena_try_alloc(&a, 64) != NULL, 1);
+    arena_free(&a);
+
+    /* A legitimate body through protobuf-c (an exemplar forces it) stays far below the budget. */
+    struct api_rw_label l[] = {L("__name__", "m"), L("a", "b"), L("c", "d"), L("e", "f")};
+    struct api_rw_sample smp = {1, NOW};
+    struct api_rw_series s1 = {.labels = l, .n_labels = 4, .samples = &smp, .n_samples = 1, .n_exemplars = 1};
+    struct api_rw_request in = {.series = &s1, .n_series = 1};
+    struct buf b = BUF_INIT;
+    CHECK_INT(api_rw_encode(&in, 1, API_RW_ENC_RAW, &b), 0);
+    arena_init(&a, 0);
+    CHECK_INT(api_rw_decode_pb(b.data, b.len, 1, &lim, &a, &out), 0);
+    CHECK_INT(out.n_invalid, 0);
+    arena_free(&a);
+    buf_free(&b);
+    free(raw);
+}
+
 int main(void)
 {
     test_content_types();
@@ -688,6 +732,7 @@ int main(void)
     test_arena();
     test_fast_vs_reference();
     test_series_cap_before_unpack();
+    test_unpack_budget();
     for (int v = 1; v <= 2; v++) {
         test_roundtrip(v);
         test_series_reasons(v);
