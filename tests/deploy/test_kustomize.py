@@ -6,7 +6,10 @@ checks the objects against the facts the adapter and the cluster rely on.
                                   PDB, NetworkPolicy, Secret, the remote-write
                                   snippet and example HPA against the rules
     test_kustomize.py flags       every flag the manifests pass to the adapter
-                                  is one its --help lists ($MA_BIN)
+                                  is one its --help lists ($MA_BIN); once all
+                                  are, the adapter starts with those args
+                                  (paths and ports made local, openssl for a
+                                  test certificate)
 
 Debian's /usr/bin/python3 with python3-yaml; kubectl 1.32 on PATH.
 """
@@ -15,8 +18,10 @@ import base64
 import os
 import re
 import select
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import yaml
@@ -391,12 +396,11 @@ def check_example_hpa():
             check(n in external, "hpa.yaml: External metric %s is not served by adapter-rules.yaml (%s)" % (n, sorted(external)))
 
 
-def check_rules_load(bin_path):
-    """The adapter loads the base's rules file (start-up fails on a bad rule)."""
-    path = os.path.join(DEPLOY, "base", "adapter-rules.yaml")
-    p = subprocess.Popen([bin_path, "--config=" + path, "--listen-address=127.0.0.1:0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    seen, deadline = "", time.monotonic() + 20
+def start_adapter(bin_path, args, timeout=20):
+    """Starts the adapter, waits (with a deadline) for its "started" line, stops
+    it by its PID; returns (started, log text)."""
+    p = subprocess.Popen([bin_path] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen, deadline = "", time.monotonic() + timeout
     try:
         fd = p.stdout.fileno()
         while time.monotonic() < deadline and 'msg="started"' not in seen:
@@ -414,8 +418,71 @@ def check_rules_load(bin_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    check('msg="rules loaded"' in seen and 'msg="started"' in seen,
-          "metrics-adapter did not start with --config=%s:\n%s" % (path, seen))
+    return 'msg="started"' in seen, seen
+
+
+def check_rules_load(bin_path):
+    """The adapter loads the base's rules file (start-up fails on a bad rule)."""
+    path = os.path.join(DEPLOY, "base", "adapter-rules.yaml")
+    ok, log = start_adapter(bin_path, ["--config=" + path, "--listen-address=127.0.0.1:0"])
+    check(ok and 'msg="rules loaded"' in log, "metrics-adapter did not start with --config=%s:\n%s" % (path, log))
+
+
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def local_args(objs, c, tmp, known):
+    """The container's args with every in-pod path replaced by a local file
+    holding what the pod would see, and listeners moved to free ports on
+    127.0.0.1: the adapter then starts here with the manifests' own values."""
+    vols = {v["name"]: v for v in objs_pod(objs)["volumes"]}
+    secrets = {o["metadata"]["name"]: o for o in find(objs, "Secret")}
+    cms = {o["metadata"]["name"]: o for o in find(objs, "ConfigMap")}
+    out = []
+    for a in c.get("args", []):
+        name, eqs, val = a[2:].partition("=")
+        if name == "listen-address":
+            val = "127.0.0.1:0"
+        elif name == "bind-address":
+            val = "127.0.0.1"
+        elif name == "secure-port":
+            val = str(free_port())
+        elif name in ("tls-cert-file", "tls-private-key-file"):
+            crt, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+            if not os.path.exists(crt):
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                "-nodes", "-days", "1", "-subj", "/CN=metrics-adapter-api.metrics-adapter.svc",
+                                "-keyout", key, "-out", crt], check=True, capture_output=True, timeout=60)
+            val = crt if name == "tls-cert-file" else key
+        elif val.startswith("/"):
+            vm = mount_for(c, val)
+            local = os.path.join(tmp, name)
+            vol = vols.get(vm["name"], {}) if vm else {}
+            key = os.path.relpath(val, vm["mountPath"]) if vm else ""
+            if "secret" in vol:
+                data = secrets[vol["secret"]["secretName"]]["data"][key]
+                with open(local, "wb") as f:
+                    f.write(base64.b64decode(data))
+            elif "configMap" in vol:
+                with open(local, "w") as f:
+                    f.write(cms[vol["configMap"]["name"]]["data"][key])
+            elif name.endswith("-dir"):
+                os.makedirs(local, exist_ok=True)
+            else:
+                os.makedirs(os.path.join(tmp, name + ".d"), exist_ok=True)
+                local = os.path.join(tmp, name + ".d", os.path.basename(val))
+            val = local
+        out.append("--" + name + ("=" + val if eqs else ""))
+    if "bind-address" in known and not any(a.startswith("--bind-address") for a in out):
+        out.append("--bind-address=127.0.0.1")  # its default is 0.0.0.0
+    return out
+
+
+def objs_pod(objs):
+    return find(objs, "StatefulSet", "metrics-adapter", NS)[0]["spec"]["template"]["spec"]
 
 
 def manifests():
@@ -453,6 +520,17 @@ def flags():
     if missing:
         print("flags the manifests use that the binary does not have yet: %s"
               % " ".join("--" + n for n in sorted(missing)))
+        return
+    # Every name is known: the values must be accepted too. Start the adapter
+    # with each kustomization's args, paths and ports made local.
+    for k in KUSTOMIZATIONS:
+        objs = render(k)
+        with tempfile.TemporaryDirectory() as tmp:
+            args = local_args(objs, objs_pod(objs)["containers"][0], tmp, known)
+            ok, log = start_adapter(bin_path, args)
+            check(ok, "deploy/%s: metrics-adapter does not start with the manifests' args %s:\n%s" % (k, args, log))
+            if ok:
+                print("deploy/%s: the adapter starts with the manifests' args" % k)
 
 
 def main():
