@@ -22,8 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <urcu.h>
+
 #include "arena.h"
 #include "log.h"
+#include "query.h"
+#include "rules.h"
 #include "remote_write.h"
 #include "selfmetrics.h"
 
@@ -35,6 +39,7 @@ struct ingest {
     size_t max_body_bytes;
     char *token; /* NULL when no token file was given */
     size_t token_len;
+    struct rules_set **rules; /* RCU-published rule set (serve), or NULL: keep everything */
 };
 
 #define REQ_HELP "Remote-write requests answered, by status code."
@@ -50,6 +55,7 @@ SM_COUNTER(c_bytes, "metrics_adapter_remote_write_received_bytes_total", NULL,
 SM_COUNTER(c_stored, "metrics_adapter_remote_write_series_total", "result=\"stored\"", SERIES_HELP)
 SM_COUNTER(c_invalid, "metrics_adapter_remote_write_series_total", "result=\"invalid\"", SERIES_HELP)
 SM_COUNTER(c_refused, "metrics_adapter_remote_write_series_total", "result=\"refused\"", SERIES_HELP)
+SM_COUNTER(c_unused, "metrics_adapter_remote_write_series_total", "result=\"dropped_no_rule\"", SERIES_HELP)
 
 static void count_code(int status)
 {
@@ -131,9 +137,47 @@ static int64_t wall_ms(void)
 /* What the store made of a decoded request. */
 struct outcome {
     struct store_tally tally;
-    size_t stored, refused_series;
+    size_t stored, refused_series, unused;
     int refusal; /* first enum store_refusal met, 0 if none */
 };
+
+/*
+ * Whether a configured rule set can use the series (DESIGN 5: with a config,
+ * series no rule can use are dropped at ingest and counted; without one,
+ * everything is kept). The labels are copied NUL-terminated for rules.h.
+ */
+static bool wanted(struct ingest *ing, const struct api_rw_series *s)
+{
+    if (!ing->rules)
+        return true;
+    struct rules_label lab[64];
+    char text[8192];
+    size_t used = 0;
+    if (s->n_labels > 64)
+        return true; /* beyond the scratch space: keep it rather than guess */
+    for (size_t i = 0; i < s->n_labels; i++) {
+        const struct api_rw_label *l = &s->labels[i];
+        if (used + l->name_len + l->value_len + 2 > sizeof(text))
+            return true;
+        lab[i].name = memcpy(text + used, l->name, l->name_len);
+        text[used + l->name_len] = '\0';
+        used += l->name_len + 1;
+        lab[i].value = memcpy(text + used, l->value, l->value_len);
+        text[used + l->value_len] = '\0';
+        used += l->value_len + 1;
+    }
+    bool keep = true;
+    rcu_read_lock();
+    /* Pairs with rcu_assign_pointer()/rcu_xchg_pointer() in serve.c. */
+    const struct rules_set *set = rcu_dereference(*ing->rules);
+    if (set && rules_is_config(set)) {
+        struct store_metric *m = s->name ? store_metric_lookup(ing->store, s->name, s->name_len) : NULL;
+        enum rules_type type = m ? query_rules_type(store_metric_type(m)) : RULES_TYPE_UNKNOWN;
+        keep = rules_series_wanted(set, lab, s->n_labels, type);
+    }
+    rcu_read_unlock();
+    return keep;
+}
 
 static void apply(struct ingest *ing, const struct api_rw_request *rq, struct outcome *o)
 {
@@ -145,6 +189,10 @@ static void apply(struct ingest *ing, const struct api_rw_request *rq, struct ou
         }
         if (s->n_samples == 0)
             continue;
+        if (!wanted(ing, s)) {
+            o->unused++;
+            continue;
+        }
         int r = store_write(ing->store, s->labels, s->n_labels, s->samples, s->n_samples, &o->tally);
         if (r > 0) {
             o->refused_series++;
@@ -235,6 +283,7 @@ static void handle_write(void *ctx, const struct http_request *req, struct http_
         sm_add(&c_stored, o.stored);
         sm_add(&c_invalid, rq.n_invalid);
         sm_add(&c_refused, o.refused_series);
+        sm_add(&c_unused, o.unused);
         written = rq.counts.samples_valid > o.tally.refused ? rq.counts.samples_valid - o.tally.refused : 0;
         store_tally_flush(ing->store, &o.tally);
         if (rq.n_invalid || o.refused_series) {
@@ -331,6 +380,11 @@ int ingest_new(const struct ma_config *cfg, struct store *st, struct ingest **ou
     };
     *out = ing;
     return 0;
+}
+
+void ingest_set_rules(struct ingest *ing, struct rules_set **rules)
+{
+    ing->rules = rules;
 }
 
 int ingest_add_routes(struct ingest *ing, struct http_server *srv)

@@ -43,6 +43,15 @@ struct ingest;
  */
 int ingest_new(const struct ma_config *cfg, struct store *st, struct ingest **out);
 
+/*
+ * ingest_set_rules - the RCU-published rule-set pointer (serve_rules_ptr()):
+ * when the set it points to came from --config, series no rule can use are
+ * dropped and counted (metrics_adapter_remote_write_series_total{result=
+ * "dropped_no_rule"}); the answer is still 204. Before http_start().
+ */
+struct rules_set;
+void ingest_set_rules(struct ingest *ing, struct rules_set **rules);
+
 /* Add POST /api/v1/write (body cap --max-body-bytes) to @srv. Before http_start(). */
 int ingest_add_routes(struct ingest *ing, struct http_server *srv);
 

@@ -171,6 +171,7 @@ int main(int argc, char **argv)
         status = rc == -EINVAL ? 2 : 1;
         goto out_store;
     }
+    ingest_set_rules(ing, serve_rules_ptr(sv));
 
     status = start_listener(&cfg, ing, sv, &ingest);
     if (status)

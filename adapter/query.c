@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,7 @@ struct eval {
     const struct rules_target *t;
     const char *object; /* the one object asked for, or NULL */
     const char *sel_ns; /* namespace passed to rules_series_selected */
+    bool quick;         /* quick_select() decides alone: no label copy */
     struct table tab;
     struct scratch sc;
     struct query_result *r;
@@ -378,37 +380,354 @@ static struct acc *external_acc(struct eval *e)
     return a;
 }
 
+/* Whether the series' own label satisfies an equality-like requirement, tested
+ * in place (no copy); other operators are left to the full match. */
+static bool req_quick(const struct sel_requirement *r, const struct store_series *s)
+{
+    if (r->op != SEL_OP_EQUALS && r->op != SEL_OP_DOUBLE_EQUALS && r->op != SEL_OP_IN)
+        return true;
+    const char *v;
+    size_t vl;
+    if (!store_series_label(s, r->key, &v, &vl))
+        return false;
+    for (size_t i = 0; i < r->nvalues; i++)
+        if (strlen(r->values[i]) == vl && memcmp(r->values[i], v, vl) == 0)
+            return true;
+    return false;
+}
+
+static bool sel_quick(const struct sel_selector *sel, const struct store_series *s)
+{
+    for (size_t i = 0; sel && i < sel_count(sel); i++)
+        if (!req_quick(sel_get(sel, i), s))
+            return false;
+    return true;
+}
+
+/* Whether every requirement is an equality that sel_quick() decides alone. */
+static bool sel_all_quick(const struct sel_selector *sel)
+{
+    for (size_t i = 0; sel && i < sel_count(sel); i++) {
+        enum sel_op op = sel_get(sel, i)->op;
+        if (op != SEL_OP_EQUALS && op != SEL_OP_DOUBLE_EQUALS && op != SEL_OP_IN)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The common case without copying labels: a custom rule without extra
+ * matchers and selectors made of equalities only needs the object and
+ * namespace labels, read in place. Same decisions as rules_series_selected()
+ * (namespace equal when asked, object label present and non-empty, equal to
+ * the object asked for). Returns false when the series does not take part.
+ */
+static bool quick_select(struct eval *e, const struct store_series *s, const char **obj, size_t *objlen)
+{
+    const struct rules_target *t = e->t;
+    if (e->sel_ns) {
+        const char *v;
+        size_t vl;
+        if (!t->namespace_label || !store_series_label(s, t->namespace_label, &v, &vl) ||
+            vl != strlen(e->sel_ns) || memcmp(v, e->sel_ns, vl) != 0)
+            return false;
+    }
+    if (!store_series_label(s, t->object_label, obj, objlen) || *objlen == 0)
+        return false;
+    return !e->object || (*objlen == strlen(e->object) && memcmp(*obj, e->object, *objlen) == 0);
+}
+
+/* One series of a group: select it, value it, fold it into its accumulator. */
+static void consider(struct eval *e, struct store_series *s)
+{
+    const struct query_request *q = e->q;
+    const struct rules_target *t = e->t;
+    /* Most series a selector rejects fail an equality: test those in place first. */
+    if (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s))
+        return;
+    if (e->quick) {
+        const char *obj;
+        size_t objlen;
+        double v;
+        int64_t ts;
+        if (!quick_select(e, s, &obj, &objlen) || !series_value(t->rule, q, &e->sc, s, &v, &ts))
+            return;
+        bool created;
+        struct acc *a = table_get(&e->tab, e->r, obj, objlen, &created);
+        if (created && t->namespace_label && q->ns)
+            a->ns = r_strndup(e->r, q->ns, strlen(q->ns));
+        fold(a, v, ts);
+        return;
+    }
+    load_labels(&e->sc, s);
+    if (!rules_series_selected(t, e->sc.labels, e->sc.nlabels, e->sel_ns, e->object))
+        return;
+    if (q->label_sel && !sel_matches(q->label_sel, label_lookup, &e->sc))
+        return;
+    if (q->metric_sel && !sel_matches(q->metric_sel, label_lookup, &e->sc))
+        return;
+    double v;
+    int64_t ts;
+    if (!series_value(t->rule, q, &e->sc, s, &v, &ts))
+        return;
+    struct acc *a;
+    if (t->rule->external) {
+        a = external_acc(e);
+    } else {
+        const char *obj = rules_label_value(e->sc.labels, e->sc.nlabels, t->object_label);
+        bool created;
+        a = table_get(&e->tab, e->r, obj, strlen(obj), &created);
+        if (created && t->namespace_label && q->ns) {
+            const char *ns = rules_label_value(e->sc.labels, e->sc.nlabels, t->namespace_label);
+            a->ns = ns ? r_strndup(e->r, ns, strlen(ns)) : NULL;
+        }
+    }
+    fold(a, v, ts);
+}
+
+/*
+ * Label indexes: for one group and one label name, the group's series
+ * grouped by that label's value, so that an object read or a selector with
+ * an equality visits only the series it can select instead of walking the
+ * whole group (a hash-table walk is a pointer chase per series).
+ *
+ * An index holds series pointers across read-side sections, which is safe
+ * only while no series has been unlinked since it was built: each index
+ * records store_series_generation() at build time and is used only while the
+ * generation is unchanged (any insert or unlink anywhere changes it; the
+ * bump precedes the unlink, so a reader that still sees the old value
+ * entered its section before the series' grace period could end). Indexes
+ * are per thread (no locks on the read path), a few per thread, least
+ * recently used evicted, freed at thread exit.
+ */
+#define IDX_PER_THREAD 8
+#define IDX_LABEL_MAX  128
+
+struct lindex {
+    const struct store_group *g; /* NULL: empty slot */
+    char label[IDX_LABEL_MAX];
+    uint64_t gen, used;
+    struct query_result mem; /* value strings */
+    struct table values;     /* value -> slot; acc.count = series, acc.ts = slice offset,
+                                acc.sum = fill cursor while building */
+    struct store_series **series;
+    size_t nseries;
+};
+
+struct lcache {
+    struct lindex v[IDX_PER_THREAD];
+    uint64_t clock;
+};
+
+static pthread_key_t lcache_key;
+static pthread_once_t lcache_once = PTHREAD_ONCE_INIT;
+
+static void lindex_clear(struct lindex *x)
+{
+    query_result_free(&x->mem);
+    free(x->values.v);
+    free(x->values.slots);
+    free(x->series);
+    memset(x, 0, sizeof(*x));
+}
+
+static void lcache_free(void *p)
+{
+    struct lcache *c = p;
+    for (size_t i = 0; i < IDX_PER_THREAD; i++)
+        lindex_clear(&c->v[i]);
+    free(c);
+}
+
+static void lcache_init(void)
+{
+    pthread_key_create(&lcache_key, lcache_free);
+}
+
+static struct lcache *lcache_get(void)
+{
+    pthread_once(&lcache_once, lcache_init);
+    struct lcache *c = pthread_getspecific(lcache_key);
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            fprintf(stderr, "query: out of memory\n");
+            abort();
+        }
+        pthread_setspecific(lcache_key, c);
+    }
+    return c;
+}
+
+/* Build an index of @g by @label into @x (one walk of the group). */
+static void lindex_build(struct lindex *x, struct store_group *g, const char *label, uint64_t gen)
+{
+    struct pair {
+        uint32_t id;
+        struct store_series *s;
+    } *pairs = NULL;
+    size_t n = 0, cap = 0;
+    struct store_iter it;
+    for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it)) {
+        const char *v;
+        size_t vl;
+        if (!store_series_label(s, label, &v, &vl))
+            continue;
+        bool created;
+        struct acc *a = table_get(&x->values, &x->mem, v, vl, &created);
+        a->count++;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            pairs = xrealloc(pairs, cap * sizeof(*pairs));
+        }
+        pairs[n].id = (uint32_t)(a - x->values.v);
+        pairs[n].s = s;
+        n++;
+    }
+    /* Counting sort by value: each value's series become one contiguous slice. */
+    int64_t off = 0;
+    for (size_t i = 0; i < x->values.n; i++) {
+        x->values.v[i].ts = off;
+        off += (int64_t)x->values.v[i].count;
+    }
+    x->series = xmalloc((n ? n : 1) * sizeof(*x->series));
+    for (size_t i = 0; i < n; i++) {
+        struct acc *a = &x->values.v[pairs[i].id];
+        x->series[a->ts + (int64_t)(a->sum++)] = pairs[i].s;
+    }
+    free(pairs);
+    x->nseries = n;
+    x->g = g;
+    x->gen = gen;
+    snprintf(x->label, sizeof x->label, "%s", label);
+}
+
+/* The current index of @g by @label, built if missing or stale; NULL if the label name is too long. */
+static struct lindex *lindex_get(struct store *st, struct store_group *g, const char *label)
+{
+    if (strlen(label) >= IDX_LABEL_MAX)
+        return NULL;
+    struct lcache *c = lcache_get();
+    uint64_t gen = store_series_generation(st);
+    struct lindex *victim = &c->v[0];
+    for (size_t i = 0; i < IDX_PER_THREAD; i++) {
+        struct lindex *x = &c->v[i];
+        if (x->g == g && x->gen == gen && strcmp(x->label, label) == 0) {
+            x->used = ++c->clock;
+            return x;
+        }
+        if (x->g && x->gen != gen)
+            lindex_clear(x); /* stale: its pointers must never be used again */
+        if (!x->g || (victim->g && x->used < victim->used))
+            victim = x;
+    }
+    lindex_clear(victim);
+    lindex_build(victim, g, label, gen);
+    victim->used = ++c->clock;
+    return victim;
+}
+
+/* The series of @x whose label value is @v, as a slice. */
+static struct store_series **lindex_find(struct lindex *x, const char *v, size_t *n)
+{
+    bool created;
+    size_t vl = strlen(v);
+    uint64_t h = XXH3_64bits_withSeed(v, vl, seed);
+    *n = 0;
+    if (!x->values.nslots)
+        return NULL;
+    for (size_t j = h & (x->values.nslots - 1); x->values.slots[j]; j = (j + 1) & (x->values.nslots - 1)) {
+        struct acc *a = &x->values.v[x->values.slots[j] - 1];
+        if (a->hash == h && a->key_len == vl && memcmp(a->key, v, vl) == 0) {
+            *n = a->count;
+            return x->series + a->ts;
+        }
+    }
+    (void)created;
+    return NULL;
+}
+
+/* Series count an equality-like requirement selects through an index, or SIZE_MAX when it cannot. */
+static size_t req_candidates(struct store *st, struct store_group *g, const struct sel_requirement *r)
+{
+    if (r->op != SEL_OP_EQUALS && r->op != SEL_OP_DOUBLE_EQUALS && r->op != SEL_OP_IN)
+        return SIZE_MAX;
+    struct lindex *x = lindex_get(st, g, r->key);
+    if (!x)
+        return SIZE_MAX;
+    size_t total = 0;
+    for (size_t i = 0; i < r->nvalues; i++) {
+        size_t n;
+        lindex_find(x, r->values[i], &n);
+        total += n;
+    }
+    return total;
+}
+
+/* Visit every series of the slices @r selects in @x. The values of one
+ * requirement are distinct, so no series is visited twice. */
+static void visit_req(struct eval *e, struct lindex *x, const struct sel_requirement *r)
+{
+    for (size_t i = 0; i < r->nvalues; i++) {
+        size_t n;
+        struct store_series **ss = lindex_find(x, r->values[i], &n);
+        for (size_t k = 0; k < n; k++)
+            consider(e, ss[k]);
+    }
+}
+
+/* Small groups are walked: an index pays off only when it skips many series. */
+#define IDX_MIN_SERIES 256
+
 static void scan_group(struct eval *e, struct store_group *g)
 {
     const struct query_request *q = e->q;
     const struct rules_target *t = e->t;
-    struct store_iter it;
-    for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it)) {
-        load_labels(&e->sc, s);
-        if (!rules_series_selected(t, e->sc.labels, e->sc.nlabels, e->sel_ns, e->object))
-            continue;
-        if (q->label_sel && !sel_matches(q->label_sel, label_lookup, &e->sc))
-            continue;
-        if (q->metric_sel && !sel_matches(q->metric_sel, label_lookup, &e->sc))
-            continue;
-        double v;
-        int64_t ts;
-        if (!series_value(t->rule, q, &e->sc, s, &v, &ts))
-            continue;
-        struct acc *a;
-        if (t->rule->external) {
-            a = external_acc(e);
-        } else {
-            const char *obj = rules_label_value(e->sc.labels, e->sc.nlabels, t->object_label);
-            bool created;
-            a = table_get(&e->tab, e->r, obj, strlen(obj), &created);
-            if (created && t->namespace_label && q->ns) {
-                const char *ns = rules_label_value(e->sc.labels, e->sc.nlabels, t->namespace_label);
-                a->ns = ns ? r_strndup(e->r, ns, strlen(ns)) : NULL;
+    if (store_group_series(g) >= IDX_MIN_SERIES) {
+        /* An object read: the object label's index. */
+        if (e->object && t->object_label) {
+            struct lindex *x = lindex_get(e->st, g, t->object_label);
+            if (x) {
+                size_t n;
+                struct store_series **ss = lindex_find(x, e->object, &n);
+                for (size_t k = 0; k < n; k++)
+                    consider(e, ss[k]);
+                return;
             }
         }
-        fold(a, v, ts);
+        /* A selector with an equality: the most selective one's index. */
+        const struct sel_requirement *best = NULL;
+        size_t bn = SIZE_MAX;
+        const struct sel_selector *sels[2] = {q->label_sel, q->metric_sel};
+        for (size_t k = 0; k < 2; k++) {
+            for (size_t i = 0; sels[k] && i < sel_count(sels[k]); i++) {
+                const struct sel_requirement *r = sel_get(sels[k], i);
+                size_t n = req_candidates(e->st, g, r);
+                if (n < bn) {
+                    bn = n;
+                    best = r;
+                }
+            }
+        }
+        /* Fetched again rather than kept: a later lindex_get() may have evicted
+         * or invalidated an index returned earlier. */
+        struct lindex *bx = best ? lindex_get(e->st, g, best->key) : NULL;
+        if (bx) {
+            visit_req(e, bx, best);
+            return;
+        }
+        /* Every object: the object label's index is an array, cheaper to walk
+         * than the hash table's chain (and it holds only series with the label). */
+        struct lindex *x = t->object_label ? lindex_get(e->st, g, t->object_label) : NULL;
+        if (x) {
+            for (size_t k = 0; k < x->nseries; k++)
+                consider(e, x->series[k]);
+            return;
+        }
     }
+    struct store_iter it;
+    for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it))
+        consider(e, s);
 }
 
 /* Scan the groups of metric @m that the request's namespace allows. */
@@ -582,6 +901,8 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
             e.object = q->name;
             e.sel_ns = q->ns;
         }
+        e.quick = !q->external && !e.t->rule->n_extra && e.t->object_label && sel_all_quick(q->label_sel) &&
+                  sel_all_quick(q->metric_sel);
         table_reset(&e.tab);
         eval_target(&e);
         if (emit(&e) > 0) {

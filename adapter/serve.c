@@ -357,6 +357,7 @@ static void discover(struct serve *sv, const struct rules_set *rules, struct rul
     struct rules_label labels[128];
     char text[16384];
     struct sigset seen = {0};
+    bool config = rules_is_config(rules);
     struct store_iter mit;
     for (struct store_metric *m = store_metric_first(sv->store, &mit); m;
          m = store_metric_next(sv->store, &mit)) {
@@ -383,7 +384,9 @@ static void discover(struct serve *sv, const struct rules_set *rules, struct rul
                     used += l.value_len + 1;
                     n++;
                 }
-                if (!fits || sig_seen(&seen, names_signature(labels, n)))
+                /* Only the defaults decide from label names alone; a config's
+                 * seriesQuery may test values, so every series counts there. */
+                if (!fits || (!config && sig_seen(&seen, names_signature(labels, n))))
                     continue;
                 rules_disc_add(d, labels, n, type);
             }

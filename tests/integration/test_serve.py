@@ -124,6 +124,42 @@ def normalise(body, newest_ms):
     return TS_RE.sub('"timestamp":"<TS>"', body)
 
 
+def index_checks(a):
+    """Groups of 256 series or more are read through per-thread label indexes:
+    object reads and selector equalities must see exactly what a walk would,
+    including series added or deleted a moment before the read."""
+    now = int(time.time() * 1000) - 1000
+    series = [gauge({"__name__": "big", "namespace": "idx", "pod": "p%02d" % p, "tier": "t%d" % (p % 3),
+                     "s": str(k)}, p + k * 0.25, now) for p in range(40) for k in range(10)]
+    st, _, body = a.post("/api/v1/write", rw.v1(series), rw.headers(1))
+    assert st == 204, body
+    base = V2 + "/namespaces/idx/pods/"
+
+    def value(path):
+        st, _, body = a.get(base + path)
+        if st == 404:
+            return None
+        assert st == 200, (path, st, body)
+        return {it["describedObject"]["name"]: it["value"] for it in json.loads(body)["items"]}
+
+    for _ in range(3):  # several reads: built once per HTTP thread, then reused
+        assert value("p07/big") == {"p07": "81250m"}, value("p07/big")  # 10 x 7 + 0.25 x 45
+        got = value("*/big?labelSelector=tier%3Dt1&metricLabelSelector=" + urllib.parse.quote("s in (1,2)"))
+        assert got == {"p%02d" % p: "%dm" % (2000 * p + 750) for p in range(40) if p % 3 == 1}, got
+    # A new series of p07 is served at once (the index is rebuilt).
+    st, _, _ = a.post("/api/v1/write", rw.v1([gauge({"__name__": "big", "namespace": "idx", "pod": "p07",
+                                                     "tier": "t1", "s": "99"}, 1000, now + 1)]), rw.headers(1))
+    assert st == 204
+    assert value("p07/big") == {"p07": "1081250m"}, value("p07/big")
+    # A stale marker deletes one at once; a pod that never existed is a 404.
+    st, _, _ = a.post("/api/v1/write", rw.v1([rw.series({"__name__": "big", "namespace": "idx", "pod": "p07",
+                                                         "tier": "t1", "s": "99"}, [(now + 2, rw.STALE_NAN)])]),
+                      rw.headers(1))
+    assert st == 204
+    assert value("p07/big") == {"p07": "81250m"}, value("p07/big")
+    assert value("nope/big") is None
+
+
 def main():
     failures = []
     with harness.Adapter(["--resource-labels=node=nodes"]) as a:
@@ -154,6 +190,7 @@ def main():
                 want = f.read().rstrip("\n")
             if got != want:
                 failures.append("%s: %s\n  got:  %s\n  want: %s" % (name, path, got, want))
+        index_checks(a)
         # Method: only GET.
         status, _, body = a.post(V2 + "/namespaces/ns1/pods/*/http_requests", b"")
         assert status == 405 and json.loads(body)["reason"] == "MethodNotAllowed", (status, body)
