@@ -4,14 +4,17 @@ checks the objects against the facts the adapter and the cluster rely on.
 
     test_kustomize.py manifests   APIServices, RBAC, StatefulSet, Services,
                                   PDB, NetworkPolicy, Secret, the remote-write
-                                  snippet and example HPA against the rules
+                                  snippet and example HPA against the rules;
+                                  every field name against python3-kubernetes'
+                                  models
     test_kustomize.py flags       every flag the manifests pass to the adapter
                                   is one its --help lists ($MA_BIN); once all
                                   are, the adapter starts with those args
                                   (paths and ports made local, openssl for a
                                   test certificate)
 
-Debian's /usr/bin/python3 with python3-yaml; kubectl 1.32 on PATH.
+Debian's /usr/bin/python3 with python3-yaml and python3-kubernetes; kubectl
+1.32 and promtool on PATH.
 """
 
 import base64
@@ -383,6 +386,7 @@ def served_names(path):
 
 def check_example_hpa():
     hpa = yaml.safe_load(open(os.path.join(DEPLOY, "examples", "hpa.yaml")))
+    check_schema([hpa], "hpa.yaml")
     eq(hpa["apiVersion"], "autoscaling/v2", "hpa.yaml apiVersion")
     custom, external = served_names(os.path.join(DEPLOY, "base", "adapter-rules.yaml"))
     kinds = [m["type"] for m in hpa["spec"]["metrics"]]
@@ -485,6 +489,51 @@ def objs_pod(objs):
     return find(objs, "StatefulSet", "metrics-adapter", NS)[0]["spec"]["template"]["spec"]
 
 
+# Field names checked against the models of python3-kubernetes (Debian's
+# 22.6, the 1.22 API: every field used here is older). A misspelt field
+# (publishNotReadyAddress) is silently dropped by the API server on apply, so
+# nothing else would notice. Kinds without a model (cert-manager's) are skipped.
+MODELS = {
+    ("v1", "Namespace"): "V1Namespace", ("v1", "ServiceAccount"): "V1ServiceAccount",
+    ("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret", ("v1", "ConfigMap"): "V1ConfigMap",
+    ("apps/v1", "StatefulSet"): "V1StatefulSet", ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
+    ("apiregistration.k8s.io/v1", "APIService"): "V1APIService",
+    # autoscaling/v2 has the fields of v2beta2, the newest this client knows.
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "V2beta2HorizontalPodAutoscaler",
+}
+
+
+def check_fields(value, typ, where):
+    import kubernetes.client as kc
+    if typ.startswith("list[") and isinstance(value, list):
+        for i, v in enumerate(value):
+            check_fields(v, typ[5:-1], "%s[%d]" % (where, i))
+    elif typ.startswith("dict(") or typ in ("object", "str", "int", "bool", "float", "datetime"):
+        return
+    elif isinstance(value, dict):
+        model = getattr(kc, typ)
+        by_json = {j: py for py, j in model.attribute_map.items()}
+        for key, v in value.items():
+            if check(key in by_json, "%s: unknown field %r (%s)" % (where, key, typ)):
+                check_fields(v, model.openapi_types[by_json[key]], where + "." + key)
+    else:
+        check(False, "%s: %r is not a %s" % (where, value, typ))
+
+
+def check_schema(objs, k):
+    n = 0
+    for o in objs:
+        model = MODELS.get((o["apiVersion"], o["kind"]))
+        if model:
+            check_fields(o, model, "%s: %s %s" % (k, o["kind"], o["metadata"]["name"]))
+            n += 1
+    return n
+
+
 def manifests():
     for k in KUSTOMIZATIONS:
         objs = render(k)
@@ -494,6 +543,7 @@ def manifests():
         sts = check_statefulset(objs, k)
         check_services(objs, k, sts)
         check_networkpolicy(objs, k)
+        check(check_schema(objs, k) >= 15, "%s: too few objects checked against the API models" % k)
         if k == "base":
             check_prometheus_snippet(objs)
     check_example_hpa()
