@@ -112,7 +112,7 @@ struct counters {
     uint64_t series_live, groups_live, metrics_live;
     uint64_t series_created, deleted_stale, deleted_ttl;
     uint64_t refused[STORE_REFUSED_COUNT];
-    uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, stale_absent;
+    uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
     uint64_t set_gen; /* bumped on every series insert and before every unlink: store_series_generation() */
 };
@@ -121,6 +121,8 @@ struct store {
     struct store_config cfg;
     struct ml_map *metrics;
     int refuse_new;
+    store_admit_fn admit; /* NULL: every new series is wanted */
+    void *admit_ctx;
     struct counters c;
 
     pthread_mutex_t reap_mu; /* one reap pass at a time: only the reaper unlinks groups and metrics */
@@ -260,6 +262,8 @@ const char *store_refusal_str(enum store_refusal r)
         return "max_series_per_metric";
     case STORE_REFUSED_MEMORY:
         return "memory";
+    case STORE_REFUSED_NO_RULE:
+        return "no_rule";
     default:
         return "none";
     }
@@ -315,6 +319,8 @@ static struct ml_map *map_new(const char *name, unsigned long min_buckets, ml_re
 
 /* The parsed identity of the series being written. */
 struct wkey {
+    const struct api_rw_label *labels; /* as given to store_write(), for the admission hook */
+    size_t nlabels;
     const char *name, *ns;
     size_t name_len, ns_len;
     const uint8_t *key;
@@ -325,6 +331,7 @@ struct wkey {
 struct spare {
     struct ml_map *groups_map; /* for a new metric */
     struct ml_map *series_map; /* for a new group */
+    int admitted;              /* the admission hook said yes once; not asked again on a retry */
 };
 
 enum { GET_OK = 0, GET_ABSENT = 1, GET_NEED_GROUPS_MAP = 2, GET_NEED_SERIES_MAP = 3, GET_RETRY = 4 };
@@ -454,6 +461,14 @@ static int series_create(struct store *st, const struct wkey *k, struct spare *s
 {
     struct store_metric *m;
     struct store_group *g;
+    if (st->admit && !sp->admitted) {
+        /* Asked before anything is created, so an unwanted series leaves no metric entry behind. */
+        struct ml_node *mn = ml_lookup(st->metrics, k->name, k->name_len);
+        int type = mn ? LD(&caa_container_of(mn, struct store_metric, node)->type) : API_RW_TYPE_UNKNOWN;
+        if (!st->admit(st->admit_ctx, k->labels, k->nlabels, type))
+            return GET_REFUSED(STORE_REFUSED_NO_RULE);
+        sp->admitted = 1;
+    }
     int r = metric_hold(st, k->name, k->name_len, sp, &m);
     if (r != GET_OK)
         return r;
@@ -650,6 +665,8 @@ static int wkey_build(const struct api_rw_label *labels, size_t nlabels, struct 
     }
     k->key = buf;
     k->key_len = len;
+    k->labels = labels;
+    k->nlabels = nlabels;
     return 0;
 }
 
@@ -696,7 +713,10 @@ int store_write(struct store *st, const struct api_rw_label *labels, size_t nlab
             }
             if (r >= GET_REFUSED(0)) {
                 result = r - GET_REFUSED(0);
-                t->refused += nsamples - i;
+                if (result == STORE_REFUSED_NO_RULE)
+                    t->unwanted += nsamples - i;
+                else
+                    t->refused += nsamples - i;
                 t->refused_series[result]++;
                 break;
             }
@@ -745,6 +765,8 @@ void store_tally_flush(struct store *st, struct store_tally *t)
         ADD(&st->c.dropped_refused, t->refused);
     if (t->invalid)
         ADD(&st->c.dropped_invalid, t->invalid);
+    if (t->unwanted)
+        ADD(&st->c.dropped_unwanted, t->unwanted);
     if (t->stale_absent)
         ADD(&st->c.stale_absent, t->stale_absent);
     for (int r = 1; r < STORE_REFUSED_COUNT; r++)
@@ -776,6 +798,12 @@ void store_set_metric_type(struct store *st, const char *name, size_t len, int t
     hold_exit(&m->state);
     rcu_read_unlock();
     spare_drop(&sp);
+}
+
+void store_set_admit(struct store *st, store_admit_fn fn, void *ctx)
+{
+    st->admit_ctx = ctx;
+    st->admit = fn;
 }
 
 void store_set_refuse_new(struct store *st, int on)
@@ -1274,6 +1302,7 @@ void store_get_stats(struct store *st, struct store_stats *o)
     o->dropped_out_of_order = LD(&st->c.out_of_order);
     o->dropped_refused = LD(&st->c.dropped_refused);
     o->dropped_invalid = LD(&st->c.dropped_invalid);
+    o->dropped_unwanted = LD(&st->c.dropped_unwanted);
     o->stale_absent = LD(&st->c.stale_absent);
     o->heap_blocks = LD(&st->c.heap_blocks);
     o->reap_passes = LD(&st->c.reap_passes);
@@ -1336,6 +1365,7 @@ void store_collect(void *ctx, struct buf *b)
                     s.dropped_out_of_order);
     expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"invalid\"", s.dropped_invalid);
     expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"refused\"", s.dropped_refused);
+    expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"no_rule\"", s.dropped_unwanted);
     expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"stale_unknown_series\"",
                     s.stale_absent);
 

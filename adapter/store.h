@@ -63,10 +63,11 @@ enum store_refusal {
     STORE_REFUSED_MAX_SERIES,     /* --max-series */
     STORE_REFUSED_MAX_PER_METRIC, /* --max-series-per-metric */
     STORE_REFUSED_MEMORY,         /* the memory valve's soft level (store_set_refuse_new) */
+    STORE_REFUSED_NO_RULE,        /* the admission hook (store_set_admit) does not want it: not an error */
     STORE_REFUSED_COUNT
 };
 
-/* "max_series", "max_series_per_metric", "memory". */
+/* "max_series", "max_series_per_metric", "memory", "no_rule". */
 const char *store_refusal_str(enum store_refusal r);
 
 /*
@@ -78,6 +79,7 @@ struct store_tally {
     uint64_t accepted;     /* samples stored (stale markers that deleted a series included) */
     uint64_t out_of_order; /* not newer than the newest held: dropped, not an error */
     uint64_t refused;      /* samples of series refused by a limit */
+    uint64_t unwanted;     /* samples of new series the admission hook turned away */
     uint64_t invalid;      /* samples of series the decoder flagged invalid (ingest counts these) */
     uint64_t stale_absent; /* stale markers for series not held: nothing to do */
     uint64_t refused_series[STORE_REFUSED_COUNT];
@@ -126,6 +128,22 @@ void store_tally_flush(struct store *st, struct store_tally *t);
  * UNKNOWN is ignored. Call outside a read-side critical section.
  */
 void store_set_metric_type(struct store *st, const char *name, size_t len, int type);
+
+/*
+ * store_admit_fn - decides whether a NEW series is kept (with a --config, series
+ * no rule can use are dropped at ingest). Called by store_write() only when it
+ * is about to create a series, never for updates of existing ones, inside a
+ * read-side critical section; it must not block. @labels: sorted, __name__
+ * included (not NUL-terminated); @type: the metric's enum api_rw_metric_type
+ * from metadata, UNKNOWN when never told. Returns nonzero to keep the series.
+ */
+typedef int (*store_admit_fn)(void *ctx, const struct api_rw_label *labels, size_t nlabels, int type);
+
+/*
+ * store_set_admit - install (or, with NULL, remove) the admission hook. Call
+ * before writers start (not synchronised with store_write()).
+ */
+void store_set_admit(struct store *st, store_admit_fn fn, void *ctx);
 
 /*
  * store_set_refuse_new - the memory valve's soft level: while on, every new
@@ -250,7 +268,8 @@ struct store_stats {
     uint64_t series_live, groups_live, metrics_live;
     uint64_t series_created, deleted_stale, deleted_ttl;
     uint64_t refused[STORE_REFUSED_COUNT];
-    uint64_t samples_accepted, dropped_out_of_order, dropped_refused, dropped_invalid, stale_absent;
+    uint64_t samples_accepted, dropped_out_of_order, dropped_refused, dropped_invalid, dropped_unwanted,
+        stale_absent;
     uint64_t heap_blocks; /* series whose window outgrew the inline ring */
     uint64_t reap_passes;
 };

@@ -450,6 +450,61 @@ static void test_metric_types_and_discovery(void)
     store_free(st);
 }
 
+static int admit_calls, admit_last_type;
+
+/* Keeps every series whose metric name does not start with "drop_". */
+static int admit_no_drop(void *ctx, const struct api_rw_label *labels, size_t n, int type)
+{
+    CHECK(ctx == &admit_calls);
+    admit_calls++;
+    admit_last_type = type;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i].name_len == 8 && !memcmp(labels[i].name, "__name__", 8))
+            return !(labels[i].value_len >= 5 && !memcmp(labels[i].value, "drop_", 5));
+    return 1;
+}
+
+/* The admission hook is asked once per new series, never for updates; unwanted series leave nothing. */
+static void test_admit_hook(void)
+{
+    struct store *st = new_store(0, 0, 0);
+    struct t_labels ls;
+    struct store_stats ss;
+    store_set_admit(st, admit_no_drop, &admit_calls);
+
+    T_LABELS(&ls, "__name__", "keep_total", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), STORE_REFUSED_NONE);
+    CHECK_EQ(t_write1(st, &ls, 2000, 2.0), STORE_REFUSED_NONE);
+    CHECK_EQ(admit_calls, 1);
+    CHECK_EQ(admit_last_type, API_RW_TYPE_UNKNOWN);
+
+    store_set_metric_type(st, "drop_me", 7, API_RW_TYPE_GAUGE);
+    T_LABELS(&ls, "__name__", "drop_me", "pod", "p");
+    struct api_rw_sample two[2] = {{1.0, 1000}, {2.0, 2000}};
+    struct store_tally t = {0};
+    CHECK_EQ(store_write(st, ls.l, ls.n, two, 2, &t), STORE_REFUSED_NO_RULE);
+    CHECK_EQ(t.unwanted, 2);
+    CHECK_EQ(t.refused, 0);
+    store_tally_flush(st, &t);
+    CHECK_EQ(admit_calls, 2);
+    CHECK_EQ(admit_last_type, API_RW_TYPE_GAUGE);
+
+    T_LABELS(&ls, "__name__", "drop_unknown", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), STORE_REFUSED_NO_RULE);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.series_live, 1);
+    CHECK_EQ(ss.refused[STORE_REFUSED_NO_RULE], 2);
+    CHECK_EQ(ss.dropped_unwanted, 3);
+    CHECK_EQ(ss.dropped_refused, 0);
+    /* "drop_me" is known by its type only; "drop_unknown" left no entry. */
+    CHECK_EQ(ss.metrics_live, 2);
+    rcu_read_lock();
+    CHECK(!store_metric_lookup(st, "drop_unknown", 12));
+    rcu_read_unlock();
+    CHECK_EQ(strcmp(store_refusal_str(STORE_REFUSED_NO_RULE), "no_rule"), 0);
+    store_free(st);
+}
+
 /* The series generation changes on every insert and unlink, never on updates. */
 static void test_generation(void)
 {
@@ -506,6 +561,7 @@ int main(void)
     test_reaper_thread();
     test_limits();
     test_metric_types_and_discovery();
+    test_admit_hook();
     test_generation();
     test_collect();
     ml_shutdown();
