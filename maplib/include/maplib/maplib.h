@@ -304,6 +304,41 @@ int ml_map_maintain(struct ml_map *map);
 void ml_thread_online(void);
 
 /*
+ * ml_tune_allocator - apply maplib's allocator policy to the process.
+ *
+ * Switches glibc's fastbins off (mallopt(M_MXFAST, 0)): freed small chunks
+ * then coalesce, so the maintenance thread's malloc_trim() can return their
+ * pages. Call once from main(), before the first map; it changes malloc for
+ * the whole process, which is why maplib does not do it on its own. The
+ * measurements behind it are in bench/README.md ("maplib").
+ */
+void ml_tune_allocator(void);
+
+/*
+ * ml_pending_total - entries of all maps unlinked and not yet reclaimed.
+ * A relaxed sum; safe from any thread.
+ */
+uint64_t ml_pending_total(void);
+
+/*
+ * ml_throttle - back-pressure for writers: call_rcu has none of its own.
+ * @max_pending: the most unlinked-awaiting-reclaim entries (all maps
+ *       together) the caller tolerates.
+ *
+ * If more than @max_pending entries are pending, waits until every reclaim
+ * queued so far has run (rcu_barrier()), so a writer that deletes faster than
+ * grace periods end (a grace period waits for every reader preempted inside
+ * its read-side section, which on a loaded machine takes tens of ms) is slowed
+ * down instead of piling up memory. Returns 1 if it waited, 0 if not (a few
+ * relaxed loads: cheap enough to call once per batch of writes, e.g. once per
+ * remote-write request).
+ *
+ * Must be called from a registered thread OUTSIDE any read-side critical
+ * section and never from a reclaim callback.
+ */
+int ml_throttle(uint64_t max_pending);
+
+/*
  * ml_set_trim_policy - tune the allocator policy (see "Memory" above).
  * @min_entries: trim once at least this many entries were reclaimed (all maps
  *       together) since the last trim; 0 switches trimming off.
