@@ -38,6 +38,7 @@
  *                   literal label list or not group at all.
  *   resourceRules   (top level) ignored with a warning: the adapter does not
  *                   serve metrics.k8s.io.
+ *   Anchors, aliases and merge keys ("<<: *base") work as go-yaml reads them.
  *
  * Anything else (histogram_quantile, arithmetic, offset, subqueries, unknown
  * template fields, labelValueReplacements, unknown keys) is a load error whose

@@ -104,25 +104,91 @@ static const char *key_of(const yaml_node_t *k)
 }
 
 /*
- * Refuse keys outside @allowed and repeated keys in mapping @m: a typo such
- * as "metricQuery" or a second "name:" would otherwise change what the rule
- * means without a word. @where prefixes the message ("resources: ").
+ * YAML merge keys ("<<: *base" or "<<: [*a, *b]"), which go-yaml and so
+ * prometheus-adapter honour: a key missing from a mapping is looked up in
+ * the mappings its "<<" names, in order. Depth is bounded because anchors
+ * can nest merges.
  */
-static int check_keys(struct rules__ctx *c, const yaml_node_t *m, const char *const *allowed,
-                      const char *where)
+#define MERGE_DEPTH 8
+
+static bool is_merge(struct rules__ctx *c, const yaml_node_pair_t *p)
 {
+    return strcmp(key_of(node(c, p->key)), "<<") == 0;
+}
+
+static const yaml_node_t *field_at(struct rules__ctx *c, const yaml_node_t *m, const char *name, int depth)
+{
+    if (!m || m->type != YAML_MAPPING_NODE || depth > MERGE_DEPTH)
+        return NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
+        if (!is_merge(c, p) && strcmp(key_of(node(c, p->key)), name) == 0)
+            return node(c, p->value);
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        if (!is_merge(c, p))
+            continue;
+        const yaml_node_t *v = node(c, p->value), *f = NULL;
+        if (v && v->type == YAML_SEQUENCE_NODE) {
+            for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && !f;
+                 it++)
+                f = field_at(c, node(c, *it), name, depth + 1);
+        } else {
+            f = field_at(c, v, name, depth + 1);
+        }
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
+/* The value of key @name in mapping @m (merge keys included), or NULL. */
+static const yaml_node_t *field(struct rules__ctx *c, const yaml_node_t *m, const char *name)
+{
+    return field_at(c, m, name, 0);
+}
+
+/*
+ * Refuse keys outside @allowed (NULL-terminated; NULL @allowed allows any
+ * key) and repeated keys in mapping @m, and check what its merge keys name:
+ * a typo such as "metricQuery" or a second "name:" would otherwise change
+ * what the rule means without a word. @where prefixes the message.
+ */
+static int check_keys_at(struct rules__ctx *c, const yaml_node_t *m, const char *const *allowed,
+                         const char *where, int depth)
+{
+    if (depth > MERGE_DEPTH)
+        return rules__fail(c, "%smerge keys nested too deep", where);
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         const char *k = key_of(node(c, p->key));
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(k, *a) == 0;
-        if (!ok)
-            return rules__fail(c, "%sunknown key '%s'", where, k);
         for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++)
             if (strcmp(key_of(node(c, q->key)), k) == 0)
                 return rules__fail(c, "%skey '%s' appears twice", where, k);
+        if (is_merge(c, p)) {
+            const yaml_node_t *v = node(c, p->value);
+            bool seq = v && v->type == YAML_SEQUENCE_NODE;
+            size_t n = seq ? (size_t)(v->data.sequence.items.top - v->data.sequence.items.start) : 1;
+            for (size_t i = 0; i < n; i++) {
+                const yaml_node_t *src = seq ? node(c, v->data.sequence.items.start[i]) : v;
+                if (!src || src->type != YAML_MAPPING_NODE)
+                    return rules__fail(c, "%s'<<' must name a mapping or a list of mappings", where);
+                int rc = check_keys_at(c, src, allowed, where, depth + 1);
+                if (rc < 0)
+                    return rc;
+            }
+            continue;
+        }
+        bool ok = !allowed;
+        for (const char *const *a = allowed; a && *a && !ok; a++)
+            ok = strcmp(k, *a) == 0;
+        if (!ok)
+            return rules__fail(c, "%sunknown key '%s'", where, k);
     }
     return 0;
+}
+
+static int check_keys(struct rules__ctx *c, const yaml_node_t *m, const char *const *allowed,
+                      const char *where)
+{
+    return check_keys_at(c, m, allowed, where, 0);
 }
 
 /* ---- resources ---- */
@@ -202,20 +268,47 @@ static int parse_override(struct rules__ctx *c, struct rlist *rl, const char *la
     if (rc < 0)
         return rc;
     const char *group = "", *res = "";
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        const char *k = key_of(node(c, p->key));
-        if (strcmp(k, "group") == 0)
-            rc = get_str(c, node(c, p->value), "resources.overrides group", &group);
-        else if (strcmp(k, "resource") == 0)
-            rc = get_str(c, node(c, p->value), "resources.overrides resource", &res);
-        if (rc < 0)
-            return rc;
-    }
+    if ((rc = get_str(c, field(c, v, "group"), "resources.overrides group", &group)) < 0 ||
+        (rc = get_str(c, field(c, v, "resource"), "resources.overrides resource", &res)) < 0)
+        return rc;
     if (!*res)
         return rules__fail(c, "resources.overrides.%s has no resource", label);
     if (!rules__ident_start(label[0]) || strchr(label, ':'))
         return rules__fail(c, "resources.overrides: '%s' is not a label name", label);
     rlist_add(c, rl, label, rules__resolve_resource(c->s, group, res));
+    return 0;
+}
+
+/* overrides: {label: {group, resource}}; a label given directly wins over a
+ * merged one (rlist_add keeps the first mapping of a label). */
+static int parse_overrides(struct rules__ctx *c, struct rlist *rl, const yaml_node_t *m)
+{
+    if (m->type != YAML_MAPPING_NODE)
+        return rules__fail(c, "resources.overrides must be a mapping");
+    int rc = check_keys(c, m, NULL, "resources.overrides: ");
+    if (rc < 0)
+        return rc;
+    for (yaml_node_pair_t *o = m->data.mapping.pairs.start; o < m->data.mapping.pairs.top; o++) {
+        if (is_merge(c, o))
+            continue;
+        const char *label;
+        if ((rc = get_str(c, node(c, o->key), "resources.overrides label", &label)) < 0 ||
+            (rc = parse_override(c, rl, label, node(c, o->value))) < 0)
+            return rc;
+    }
+    for (yaml_node_pair_t *o = m->data.mapping.pairs.start; o < m->data.mapping.pairs.top; o++) {
+        if (!is_merge(c, o))
+            continue;
+        const yaml_node_t *v = node(c, o->value);
+        if (v->type == YAML_MAPPING_NODE) {
+            if ((rc = parse_overrides(c, rl, v)) < 0)
+                return rc;
+        } else {
+            for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
+                if ((rc = parse_overrides(c, rl, node(c, *it))) < 0)
+                    return rc;
+        }
+    }
     return 0;
 }
 
@@ -231,28 +324,14 @@ static int parse_resources(struct rules__ctx *c, struct rules_rule *r, const yam
         int rc = check_keys(c, v, keys, "resources: ");
         if (rc < 0)
             return rc;
-        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-            const char *k = key_of(node(c, p->key));
-            yaml_node_t *val = node(c, p->value);
-            if (strcmp(k, "overrides") == 0) {
-                if (is_null(val))
-                    continue;
-                if (val->type != YAML_MAPPING_NODE)
-                    return rules__fail(c, "resources.overrides must be a mapping");
-                for (yaml_node_pair_t *o = val->data.mapping.pairs.start; o < val->data.mapping.pairs.top;
-                     o++) {
-                    const char *label;
-                    if ((rc = get_str(c, node(c, o->key), "resources.overrides label", &label)) < 0 ||
-                        (rc = parse_override(c, &rl, label, node(c, o->value))) < 0)
-                        return rc;
-                }
-            } else if (strcmp(k, "template") == 0) {
-                rc = get_str(c, val, "resources.template", &tpl);
-            } else if (strcmp(k, "namespaced") == 0) {
-                *namespaced_set = true;
-                rc = get_bool(c, val, "resources.namespaced", namespaced);
-            }
-            if (rc < 0)
+        const yaml_node_t *ov = field(c, v, "overrides"), *ns = field(c, v, "namespaced");
+        if (!is_null(ov) && (rc = parse_overrides(c, &rl, ov)) < 0)
+            return rc;
+        if ((rc = get_str(c, field(c, v, "template"), "resources.template", &tpl)) < 0)
+            return rc;
+        if (ns) {
+            *namespaced_set = true;
+            if ((rc = get_bool(c, ns, "resources.namespaced", namespaced)) < 0)
                 return rc;
         }
     }
@@ -388,15 +467,9 @@ static int parse_name(struct rules__ctx *c, struct rules_rule *r, const yaml_nod
         int rc = check_keys(c, v, keys, "name: ");
         if (rc < 0)
             return rc;
-        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-            const char *k = key_of(node(c, p->key));
-            if (strcmp(k, "matches") == 0)
-                rc = get_str(c, node(c, p->value), "name.matches", &matches);
-            else
-                rc = get_str(c, node(c, p->value), "name.as", &as);
-            if (rc < 0)
-                return rc;
-        }
+        if ((rc = get_str(c, field(c, v, "matches"), "name.matches", &matches)) < 0 ||
+            (rc = get_str(c, field(c, v, "as"), "name.as", &as)) < 0)
+            return rc;
     }
     uint32_t groups = 0;
     if (*matches) {
@@ -436,21 +509,14 @@ static int parse_filters(struct rules__ctx *c, struct rules_rule *r, const yaml_
         int rc = check_keys(c, it, keys, where);
         if (rc < 0)
             return rc;
-        const char *re = NULL;
-        int seen = 0;
-        for (yaml_node_pair_t *p = it->data.mapping.pairs.start; p < it->data.mapping.pairs.top; p++) {
-            const char *k = key_of(node(c, p->key));
-            const char *val;
-            if ((rc = get_str(c, node(c, p->value), "seriesFilters value", &val)) < 0)
-                return rc;
-            if (*val) {
-                re = val;
-                f[i].positive = k[2] == '\0';
-                seen++;
-            }
-        }
-        if (seen != 1)
+        const char *is, *is_not, *re;
+        if ((rc = get_str(c, field(c, it, "is"), "seriesFilters is", &is)) < 0 ||
+            (rc = get_str(c, field(c, it, "isNot"), "seriesFilters isNot", &is_not)) < 0)
+            return rc;
+        if (!*is == !*is_not)
             return rules__fail(c, "seriesFilters[%zu] must have exactly one of 'is' and 'isNot'", i);
+        f[i].positive = *is != '\0';
+        re = f[i].positive ? is : is_not;
         char e[200];
         f[i].re = rules__compile(c->s, re, strlen(re), false, e, sizeof(e));
         if (!f[i].re)
@@ -462,14 +528,6 @@ static int parse_filters(struct rules__ctx *c, struct rules_rule *r, const yaml_
 }
 
 /* ---- rules ---- */
-
-static const yaml_node_t *field(struct rules__ctx *c, const yaml_node_t *m, const char *name)
-{
-    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
-        if (strcmp(key_of(node(c, p->key)), name) == 0)
-            return node(c, p->value);
-    return NULL;
-}
 
 static int parse_rule(struct rules__ctx *c, const yaml_node_t *m, bool external)
 {

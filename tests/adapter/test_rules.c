@@ -378,6 +378,43 @@ static void test_example_config(void)
     rules_free(s);
 }
 
+/* YAML merge keys, as go-yaml (and so prometheus-adapter) reads them. */
+static void test_merge_keys(void)
+{
+    static const char yaml[] = "rules:\n"
+                               "- &base\n"
+                               "  seriesQuery: '{__name__=~\"^a_.*\",namespace!=\"\"}'\n"
+                               "  resources:\n"
+                               "    overrides: &ov\n"
+                               "      namespace: {resource: namespace}\n"
+                               "      pod: {resource: pod}\n"
+                               "  name: {matches: \"^a_(.*)$\"}\n"
+                               "  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)\n"
+                               "- <<: *base\n"
+                               "  seriesQuery: '{__name__=~\"^b_.*\",namespace!=\"\"}'\n"
+                               "  name: {matches: \"^b_(.*)$\", as: \"b_$1\"}\n"
+                               "  resources:\n"
+                               "    overrides:\n"
+                               "      <<: *ov\n"
+                               "      pod: {group: apps, resource: deployment}\n";
+    char err[RULES_ERR_MAX];
+    struct rules_set *s = NULL;
+    int rc = rules_load_buffer(yaml, sizeof(yaml) - 1, &s, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CHECK_INT(rc, 0);
+    CHECK_INT(rules_count(s), 2);
+    const struct rules_rule *r = rules_get(s, 1);
+    CHECK_INT(r->agg, RULES_AGG_SUM);                                   /* metricsQuery merged */
+    CHECK_STR(rules_label_resource(r, "pod")->resource, "deployments"); /* own key wins */
+    CHECK_STR(rules_label_resource(r, "namespace")->resource, "namespaces");
+    struct rules_use u[2];
+    struct lset *b = LS("__name__=b_x", "namespace=ns", "pod=web");
+    CHECK_INT(rules_series_uses(s, b->l, b->n, 0, u, 2), 1);
+    CHECK_STR(u[0].metric, "b_x");
+    rules_free(s);
+}
+
 /* Load @yaml and expect -EINVAL with every needle in the message. */
 static void expect_error(const char *yaml, const char *n1, const char *n2)
 {
@@ -489,6 +526,11 @@ static void test_errors(void)
     expect_error("rules:\n- seriesQuery: x\n  resources: {overrides: {pod: {resource: pod, kind: Pod}}}\n  "
                  "metricsQuery: '" GOOD_Q "'\n",
                  "resources.overrides.pod: unknown key 'kind'", NULL);
+
+    /* merge keys are checked like the keys they bring */
+    expect_error("rules:\n- <<: {seriesQuery: x, metricQuery: y}\n  resources: {template: <<.Resource>>}\n",
+                 "unknown key 'metricQuery'", NULL);
+    expect_error("rules:\n- <<: [1]\n  seriesQuery: x\n", "'<<' must name a mapping", NULL);
 
     /* external rules */
     expect_error("externalRules:\n- seriesQuery: x\n  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})\n",
@@ -704,6 +746,7 @@ int main(int argc, char **argv)
     test_stock_config();
     test_example_config();
     test_syntax();
+    test_merge_keys();
     test_errors();
     test_defaults();
     printf("test_rules: ok\n");
