@@ -324,6 +324,7 @@ struct eval {
     const char *object; /* the one object asked for, or NULL */
     const char *sel_ns; /* namespace passed to rules_series_selected */
     bool quick;         /* quick_select() decides alone: no label copy */
+    bool ns_by_group;   /* the group was looked up by the namespace asked for */
     struct table tab;
     struct scratch sc;
     struct query_result *r;
@@ -425,7 +426,7 @@ static bool sel_all_quick(const struct sel_selector *sel)
 static bool quick_select(struct eval *e, const struct store_series *s, const char **obj, size_t *objlen)
 {
     const struct rules_target *t = e->t;
-    if (e->sel_ns) {
+    if (e->sel_ns && !e->ns_by_group) {
         const char *v;
         size_t vl;
         if (!t->namespace_label || !store_series_label(s, t->namespace_label, &v, &vl) ||
@@ -435,6 +436,49 @@ static bool quick_select(struct eval *e, const struct store_series *s, const cha
     if (!store_series_label(s, t->object_label, obj, objlen) || *objlen == 0)
         return false;
     return !e->object || (*objlen == strlen(e->object) && memcmp(*obj, e->object, *objlen) == 0);
+}
+
+static void consider(struct eval *e, struct store_series *s);
+
+/*
+ * A slice of an object-label index: series whose object label is @obj. In
+ * quick mode the object is known, so neither it nor (when the group was found
+ * by namespace) the namespace is read from the series, and the accumulator is
+ * looked up once per slice.
+ */
+static void consider_slice(struct eval *e, struct store_series **ss, size_t n, const char *obj, size_t objlen)
+{
+    if (!e->quick) {
+        for (size_t k = 0; k < n; k++)
+            consider(e, ss[k]);
+        return;
+    }
+    const struct query_request *q = e->q;
+    const struct rules_target *t = e->t;
+    struct acc *a = NULL;
+    for (size_t k = 0; k < n; k++) {
+        struct store_series *s = ss[k];
+        if (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s))
+            continue;
+        if (e->sel_ns && !e->ns_by_group) {
+            const char *v;
+            size_t vl;
+            if (!t->namespace_label || !store_series_label(s, t->namespace_label, &v, &vl) ||
+                vl != strlen(e->sel_ns) || memcmp(v, e->sel_ns, vl) != 0)
+                continue;
+        }
+        double v;
+        int64_t ts;
+        if (!series_value(t->rule, q, &e->sc, s, &v, &ts))
+            continue;
+        if (!a) {
+            bool created;
+            a = table_get(&e->tab, e->r, obj, objlen, &created);
+            if (created && t->namespace_label && q->ns)
+                a->ns = r_strndup(e->r, q->ns, strlen(q->ns));
+        }
+        fold(a, v, ts);
+    }
 }
 
 /* One series of a group: select it, value it, fold it into its accumulator. */
@@ -690,8 +734,7 @@ static void scan_group(struct eval *e, struct store_group *g)
             if (x) {
                 size_t n;
                 struct store_series **ss = lindex_find(x, e->object, &n);
-                for (size_t k = 0; k < n; k++)
-                    consider(e, ss[k]);
+                consider_slice(e, ss, n, e->object, strlen(e->object));
                 return;
             }
         }
@@ -720,8 +763,10 @@ static void scan_group(struct eval *e, struct store_group *g)
          * than the hash table's chain (and it holds only series with the label). */
         struct lindex *x = t->object_label ? lindex_get(e->st, g, t->object_label) : NULL;
         if (x) {
-            for (size_t k = 0; k < x->nseries; k++)
-                consider(e, x->series[k]);
+            for (size_t i = 0; i < x->values.n; i++) {
+                const struct acc *v = &x->values.v[i];
+                consider_slice(e, x->series + v->ts, v->count, v->key, v->key_len);
+            }
             return;
         }
     }
@@ -756,8 +801,11 @@ static void scan_metric(struct eval *e, struct store_metric *m)
     }
     if (direct) {
         struct store_group *g = store_group_lookup(e->st, mname, mlen, direct, strlen(direct));
+        /* The group holds exactly the series whose `namespace` is the one asked for. */
+        e->ns_by_group = !rule->external && q->ns && direct == q->ns;
         if (g)
             scan_group(e, g);
+        e->ns_by_group = false;
         if (with_none && (g = store_group_lookup(e->st, mname, mlen, "", 0)) != NULL)
             scan_group(e, g);
         return;
