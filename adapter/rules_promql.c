@@ -219,6 +219,28 @@ static int parse_matcher(struct rules__ctx *c, struct rules__lexer *l, struct ml
     return 0;
 }
 
+/*
+ * Ingest asks every rule about every new series, and most rules refuse most
+ * series on their metric name: test __name__ first and string comparisons
+ * before regexes. The matchers are ANDed, so their order is free.
+ */
+static int matcher_cost(const struct rules_matcher *m)
+{
+    int name = strcmp(m->name, "__name__") == 0 ? 0 : 2;
+    return name + (m->op == RULES_OP_RE || m->op == RULES_OP_NRE);
+}
+
+static void order_matchers(struct rules_matcher *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++) { /* insertion sort: stable, and n is a handful */
+        struct rules_matcher x = v[i];
+        size_t j = i;
+        for (; j > 0 && matcher_cost(&v[j - 1]) > matcher_cost(&x); j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
 /* seriesQuery: [name] ['{' matchers '}']. */
 int rules__parse_series_query(struct rules__ctx *c, struct rules_rule *r, const char *q)
 {
@@ -267,6 +289,7 @@ int rules__parse_series_query(struct rules__ctx *c, struct rules_rule *r, const 
             r->_exact_name = m.v[i].value;
         }
     }
+    order_matchers(m.v, m.n);
     r->_sel = m.v;
     r->_n_sel = m.n;
     return 0;
