@@ -3,16 +3,20 @@
  * arena:
  *
  *   content type -> version;  snappy length -> cap check (before any
- *   allocation);  snappy -> decoded bytes in the arena;  protobuf-c unpack
- *   with the arena as allocator;  per series: labels (drop list applied,
- *   order kept) and samples copied into flat arrays, then validated.
+ *   allocation);  snappy -> decoded bytes in the arena;  a tag walk that
+ *   counts the series against the per-request cap;  then the message:
+ *   v1 through a hand-written walker of the subset Prometheus sends, and
+ *   anything it does not take (and all of v2) through protobuf-c with the
+ *   arena as its budgeted allocator;  per series: labels (drop list applied,
+ *   order kept) and samples in flat arrays, then validated.
  *
  * Validation never stops the request: a series gets a reason and a static
  * message and the caller skips it. Only problems that make the whole body
  * meaningless (unparseable, too big, too many series, a broken v2 symbol
- * table, nothing at all) are negative returns. The strings of the neutral
- * representation point into the unpacked message, which lives in the arena
- * as long as the request does; nothing is copied twice.
+ * table, nothing at all) are negative returns. Every string of the neutral
+ * representation lives in the arena, NUL-terminated, as long as the request
+ * does. protobuf-c stays the reference: both v1 paths must agree on every
+ * input the fast one accepts (fuzz_rw_v1 checks it).
  */
 #include "remote_write.h"
 
