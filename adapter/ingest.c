@@ -33,6 +33,13 @@
 
 #define TOKEN_MAX 4096
 
+/*
+ * Back-pressure on deletes (stale markers): call_rcu has none, so after each
+ * request a writer waits for pending reclaims when more than this many
+ * series (about 40 MB at ~400 bytes each) are unlinked and not yet freed.
+ */
+#define INGEST_MAX_PENDING 100000
+
 struct ingest {
     struct store *store;
     struct api_rw_limits limits; /* now_ms is set per request */
@@ -55,6 +62,8 @@ SM_COUNTER(c_bytes, "metrics_adapter_remote_write_received_bytes_total", NULL,
 SM_COUNTER(c_stored, "metrics_adapter_remote_write_series_total", "result=\"stored\"", SERIES_HELP)
 SM_COUNTER(c_invalid, "metrics_adapter_remote_write_series_total", "result=\"invalid\"", SERIES_HELP)
 SM_COUNTER(c_refused, "metrics_adapter_remote_write_series_total", "result=\"refused\"", SERIES_HELP)
+SM_COUNTER(c_throttled, "metrics_adapter_remote_write_throttled_total", NULL,
+           "Remote-write requests that waited for pending reclaims (too many deleted series not yet freed).")
 SM_COUNTER(c_unused, "metrics_adapter_remote_write_series_total", "result=\"dropped_no_rule\"", SERIES_HELP)
 
 static void count_code(int status)
@@ -142,23 +151,29 @@ struct outcome {
 };
 
 /*
- * Whether a configured rule set can use the series (DESIGN 5: with a config,
- * series no rule can use are dropped at ingest and counted; without one,
- * everything is kept). The labels are copied NUL-terminated for rules.h.
+ * The store's admission hook (store_set_admit): whether a configured rule set
+ * can use a NEW series (DESIGN 5: with a config, series no rule can use are
+ * dropped at ingest and counted; without one, everything is kept). The store
+ * asks once per series it is about to create, inside its read-side section,
+ * so series already held cost nothing here. The labels are copied
+ * NUL-terminated for rules.h only when a config is loaded.
  */
-static bool wanted(struct ingest *ing, const struct api_rw_series *s)
+static int admit_by_rules(void *ctx, const struct api_rw_label *labels, size_t n, int type)
 {
-    if (!ing->rules)
-        return true;
+    struct ingest *ing = ctx;
+    /* Pairs with rcu_assign_pointer()/rcu_xchg_pointer() in serve.c; the store holds rcu_read_lock(). */
+    const struct rules_set *set = rcu_dereference(*ing->rules);
+    if (!set || !rules_is_config(set))
+        return 1;
     struct rules_label lab[64];
     char text[8192];
     size_t used = 0;
-    if (s->n_labels > 64)
-        return true; /* beyond the scratch space: keep it rather than guess */
-    for (size_t i = 0; i < s->n_labels; i++) {
-        const struct api_rw_label *l = &s->labels[i];
+    if (n > 64)
+        return 1; /* beyond the scratch space: keep it rather than guess */
+    for (size_t i = 0; i < n; i++) {
+        const struct api_rw_label *l = &labels[i];
         if (used + l->name_len + l->value_len + 2 > sizeof(text))
-            return true;
+            return 1;
         lab[i].name = memcpy(text + used, l->name, l->name_len);
         text[used + l->name_len] = '\0';
         used += l->name_len + 1;
@@ -166,21 +181,15 @@ static bool wanted(struct ingest *ing, const struct api_rw_series *s)
         text[used + l->value_len] = '\0';
         used += l->value_len + 1;
     }
-    bool keep = true;
-    rcu_read_lock();
-    /* Pairs with rcu_assign_pointer()/rcu_xchg_pointer() in serve.c. */
-    const struct rules_set *set = rcu_dereference(*ing->rules);
-    if (set && rules_is_config(set)) {
-        struct store_metric *m = s->name ? store_metric_lookup(ing->store, s->name, s->name_len) : NULL;
-        enum rules_type type = m ? query_rules_type(store_metric_type(m)) : RULES_TYPE_UNKNOWN;
-        keep = rules_series_wanted(set, lab, s->n_labels, type);
-    }
-    rcu_read_unlock();
-    return keep;
+    return rules_series_wanted(set, lab, n, query_rules_type(type));
 }
 
 static void apply(struct ingest *ing, const struct api_rw_request *rq, struct outcome *o)
 {
+    /* Types first: the admission hook of a series created below may need its metric's. */
+    for (size_t i = 0; i < rq->n_metadata; i++)
+        store_set_metric_type(ing->store, rq->metadata[i].family, rq->metadata[i].family_len,
+                              (int)rq->metadata[i].type);
     for (size_t i = 0; i < rq->n_series; i++) {
         const struct api_rw_series *s = &rq->series[i];
         if (s->reason != API_RW_SERIES_OK) {
@@ -189,12 +198,10 @@ static void apply(struct ingest *ing, const struct api_rw_request *rq, struct ou
         }
         if (s->n_samples == 0)
             continue;
-        if (!wanted(ing, s)) {
-            o->unused++;
-            continue;
-        }
         int r = store_write(ing->store, s->labels, s->n_labels, s->samples, s->n_samples, &o->tally);
-        if (r > 0) {
+        if (r == STORE_REFUSED_NO_RULE) {
+            o->unused++; /* dropped by design: not an error */
+        } else if (r > 0) {
             o->refused_series++;
             if (!o->refusal)
                 o->refusal = r;
@@ -202,9 +209,6 @@ static void apply(struct ingest *ing, const struct api_rw_request *rq, struct ou
             o->stored++;
         }
     }
-    for (size_t i = 0; i < rq->n_metadata; i++)
-        store_set_metric_type(ing->store, rq->metadata[i].family, rq->metadata[i].family_len,
-                              (int)rq->metadata[i].type);
 }
 
 static const char *refusal_flag(int r)
@@ -286,6 +290,9 @@ static void handle_write(void *ctx, const struct http_request *req, struct http_
         sm_add(&c_unused, o.unused);
         written = rq.counts.samples_valid > o.tally.refused ? rq.counts.samples_valid - o.tally.refused : 0;
         store_tally_flush(ing->store, &o.tally);
+        /* Outside any read-side section, as ml_throttle() requires. */
+        if (ml_throttle(INGEST_MAX_PENDING))
+            sm_inc(&c_throttled);
         if (rq.n_invalid || o.refused_series) {
             err = rq.n_invalid ? API_RW_EINVALID_SERIES : API_RW_ELIMIT;
             resp->status = api_rw_http_status(err, &rq, &msg);
@@ -385,6 +392,7 @@ int ingest_new(const struct ma_config *cfg, struct store *st, struct ingest **ou
 void ingest_set_rules(struct ingest *ing, struct rules_set **rules)
 {
     ing->rules = rules;
+    store_set_admit(ing->store, rules ? admit_by_rules : NULL, ing);
 }
 
 int ingest_add_routes(struct ingest *ing, struct http_server *srv)

@@ -877,6 +877,9 @@ static size_t collect(struct ml_map *map, struct ml_node **out, size_t max)
     return n;
 }
 
+/* Pending reclaims (all maps) above which the reaper waits for them between groups. */
+#define REAP_MAX_PENDING 100000
+
 uint64_t store_reap(struct store *st, int64_t now_ms)
 {
     int64_t cutoff = now_ms - st->cfg.series_ttl_ms;
@@ -904,6 +907,8 @@ uint64_t store_reap(struct store *st, int64_t now_ms)
             deleted += reap_group(st, g, cutoff);
             reap_group_if_empty(st, m, g);
             rcu_read_unlock();
+            /* A mass expiry must not pile up unreclaimed series faster than grace periods end. */
+            ml_throttle(REAP_MAX_PENDING);
         }
         free(gs);
         rcu_read_lock();
