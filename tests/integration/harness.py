@@ -184,6 +184,10 @@ class Adapter:
         args = list(self.args)
         if not any(a == "--listen-address" or a.startswith("--listen-address=") for a in args):
             args.insert(0, "--listen-address=127.0.0.1:0")
+        # The HTTPS listener (default 6443) is off unless a test asks for it:
+        # instances run in parallel and must not share a port.
+        if not any(a == "--secure-port" or a.startswith("--secure-port=") for a in args):
+            args.insert(0, "--secure-port=0")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([self.binary] + args, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.dir, env=self.env)
