@@ -160,7 +160,27 @@ def index_checks(a):
     assert value("nope/big") is None
 
 
+def readiness_checks():
+    """/readyz: 503 until one rate window of data has been received since start, then 200."""
+    with harness.Adapter(["--rate-window=3s"]) as a:
+        st, _, body = a.get("/readyz")
+        assert st == 503 and b"no data" in body, (st, body)
+        time.sleep(0.2)
+        st, _, body = a.get("/readyz")
+        assert st == 503, (st, body)  # time alone does not make it ready
+        now = int(time.time() * 1000)
+        st, _, _ = a.post("/api/v1/write", rw.v1([gauge({"__name__": "g", "namespace": "n", "pod": "p"}, 1, now)]),
+                          rw.headers(1))
+        assert st == 204
+        sent = time.monotonic()
+        st, _, body = a.get("/readyz")
+        assert st == 503 and b"waiting for one rate window" in body, (st, body)
+        harness.wait_until(lambda: a.get("/readyz")[0] == 200, 10, "/readyz 200")
+        assert time.monotonic() - sent >= 2.9, "ready before one rate window of data"
+
+
 def main():
+    readiness_checks()
     failures = []
     with harness.Adapter(["--resource-labels=node=nodes"]) as a:
         # Discovery before any data: one placeholder, never empty, never 503.
