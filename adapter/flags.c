@@ -77,6 +77,45 @@ static const struct flag flag_table[] = {
     {"resource-labels", F_STRING, OFF(resource_labels), "",
      "default rules only: more object labels than namespace and pod, as label=resource[.group] pairs "
      "(node=nodes,deployment=deployments.apps)"},
+    {"secure-port", F_UINT, OFF(secure_port), "6443",
+     "HTTPS port of the Kubernetes API surface (metrics APIs, discovery, /metrics, health); 0 disables it"},
+    {"bind-address", F_STRING, OFF(bind_address), "0.0.0.0", "address the HTTPS listener binds"},
+    {"tls-cert-file", F_STRING, OFF(tls_cert_file), "",
+     "serving certificate (PEM, chain allowed); empty = a self-signed pair in --cert-dir; reloaded on change"},
+    {"tls-private-key-file", F_STRING, OFF(tls_private_key_file), "", "private key of --tls-cert-file"},
+    {"cert-dir", F_STRING, OFF(cert_dir), "apiserver.local.config/certificates",
+     "where the self-signed apiserver.crt/apiserver.key are written when no --tls-cert-file is given"},
+    {"tls-reload-interval", F_DURATION, OFF(tls_reload_interval_ms), "2s",
+     "how often certificate and CA files are checked for changes"},
+    {"client-ca-file", F_STRING, OFF(client_ca_file), "",
+     "CA bundle for client certificates (user = CN, groups = O); empty = read from the "
+     "extension-apiserver-authentication ConfigMap when a Kubernetes API is configured"},
+    {"requestheader-client-ca-file", F_STRING, OFF(requestheader_client_ca_file), "",
+     "CA bundle of the front proxy (the aggregator) whose identity headers are trusted; empty = from the "
+     "ConfigMap"},
+    {"requestheader-allowed-names", F_STRING, OFF(requestheader_allowed_names), "",
+     "front-proxy certificate CNs allowed (comma-separated; empty = any)"},
+    {"requestheader-username-headers", F_STRING, OFF(requestheader_username_headers), "X-Remote-User",
+     "headers naming the user (comma-separated, first non-empty wins)"},
+    {"requestheader-group-headers", F_STRING, OFF(requestheader_group_headers), "X-Remote-Group",
+     "headers naming groups (comma-separated; each may repeat)"},
+    {"requestheader-extra-headers-prefix", F_STRING, OFF(requestheader_extra_headers_prefix), "X-Remote-Extra-",
+     "prefixes of headers carrying user extras (comma-separated)"},
+    {"anonymous-auth", F_BOOL, OFF(anonymous_auth), "true",
+     "requests without credentials are system:anonymous (false: 401)"},
+    {"authorization-always-allow", F_BOOL, OFF(authorization_always_allow), "false",
+     "allow every authenticated or anonymous request without a SubjectAccessReview (local use only)"},
+    {"authorization-cache-ttl", F_DURATION, OFF(authorization_cache_ttl_ms), "10s",
+     "how long SubjectAccessReview and TokenReview answers are cached (allow and deny)"},
+    {"kubeconfig", F_STRING, OFF(kubeconfig), "",
+     "kubeconfig for the Kubernetes API (reviews, ConfigMap); empty = in-cluster service account if any"},
+    {"kube-api-timeout", F_DURATION, OFF(kube_api_timeout_ms), "5s", "timeout of one Kubernetes API call"},
+    {"ingest-tls-cert-file", F_STRING, OFF(ingest_tls_cert_file), "",
+     "serve --listen-address over TLS with this certificate (PEM); reloaded on change"},
+    {"ingest-tls-private-key-file", F_STRING, OFF(ingest_tls_private_key_file), "",
+     "private key of --ingest-tls-cert-file"},
+    {"ingest-client-ca-file", F_STRING, OFF(ingest_client_ca_file), "",
+     "CA bundle: remote write with a client certificate it verifies needs no bearer token"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
 };
 
@@ -401,6 +440,17 @@ static int validate(const struct ma_config *cfg, char *err, size_t errlen)
         return fail(err, errlen,
                     "invalid value \"%s\" for flag --listen-address: expected host:port or [v6]:port",
                     cfg->listen_address);
+    if (cfg->secure_port > 65535)
+        return fail(err, errlen, "invalid value \"%u\" for flag --secure-port: must be below 65536",
+                    cfg->secure_port);
+    if (!cfg->tls_cert_file[0] != !cfg->tls_private_key_file[0])
+        return fail(err, errlen, "flags --tls-cert-file and --tls-private-key-file go together");
+    if (!cfg->ingest_tls_cert_file[0] != !cfg->ingest_tls_private_key_file[0])
+        return fail(err, errlen, "flags --ingest-tls-cert-file and --ingest-tls-private-key-file go together");
+    if (cfg->ingest_client_ca_file[0] && !cfg->ingest_tls_cert_file[0])
+        return fail(err, errlen, "flag --ingest-client-ca-file needs --ingest-tls-cert-file");
+    if (cfg->tls_reload_interval_ms == 0)
+        return fail(err, errlen, "invalid value \"0\" for flag --tls-reload-interval: must be positive");
     if (cfg->max_body_bytes == 0)
         return fail(err, errlen, "invalid value \"0\" for flag --max-body-bytes: must be positive");
     if (cfg->max_decoded_bytes == 0)

@@ -62,6 +62,25 @@ struct ma_config {
     char *config_path;     /* --config: prometheus-adapter rules file; "" = the defaults */
     char *resource_labels; /* --resource-labels: extra label=resource pairs for the defaults */
 
+    /* HTTPS, authentication and authorization (the secure listener). */
+    unsigned secure_port; /* 0 = no HTTPS listener */
+    char *bind_address;
+    char *tls_cert_file, *tls_private_key_file; /* "" = self-signed pair in cert_dir */
+    char *cert_dir;
+    uint64_t tls_reload_interval_ms;
+    char *client_ca_file;
+    char *requestheader_client_ca_file;
+    char *requestheader_allowed_names;       /* comma-separated; "" = any CN */
+    char *requestheader_username_headers;    /* comma-separated */
+    char *requestheader_group_headers;       /* comma-separated */
+    char *requestheader_extra_headers_prefix; /* comma-separated */
+    int anonymous_auth;
+    int authorization_always_allow;
+    uint64_t authorization_cache_ttl_ms;
+    char *kubeconfig; /* "" = in-cluster when available */
+    uint64_t kube_api_timeout_ms;
+    char *ingest_tls_cert_file, *ingest_tls_private_key_file, *ingest_client_ca_file;
+
     /* Process. */
     enum log_level log_level;
 };

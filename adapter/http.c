@@ -23,6 +23,15 @@
  *     section is ever held while MHD writes to the socket.
  * MHD_OPTION_NOTIFY_COMPLETED frees the per-request state in every case
  * (completed, aborted, timed out).
+ *
+ * TLS listeners serve through MHD_OPTION_HTTPS_CERT_CALLBACK. GnuTLS's
+ * callback carries no closure, so each TLS listener gets one of a few static
+ * callback slots bound to its tls_server. The callback takes a reference on
+ * the current credentials and records (session, credentials) in a small
+ * table; the reference is dropped on the connection's first request (the
+ * handshake is over by then) or when MHD reports the connection closed,
+ * whichever comes first. A guard (http_set_guard) runs in step 1, after the
+ * route is found, so an unauthenticated client never gets a body read.
  */
 #include "http.h"
 
@@ -39,6 +48,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include <maplib/maplib.h>
@@ -46,6 +57,7 @@
 #include "expo.h"
 #include "log.h"
 #include "selfmetrics.h"
+#include "tls.h"
 
 /* A body this many times over its cap is not worth reading to the end. */
 #define DISCARD_FACTOR 4
@@ -73,6 +85,12 @@ struct http_server {
     struct route *routes;
     size_t nroutes, caproutes;
 
+    http_guard_fn guard;
+    void *guard_ctx;
+    struct tls_server *tls; /* NULL: plain HTTP */
+    char *client_ca_pem;
+    int tls_slot;
+
     struct MHD_Daemon *daemon;
     unsigned port;
     int loopback;
@@ -92,6 +110,7 @@ struct req_state {
     uint64_t discarded;
     int too_large;
     int responded;
+    int authenticated; /* from the guard */
 };
 
 static char *xstrdup(const char *s)
@@ -244,6 +263,159 @@ const char *http_query(const struct http_request *req, const char *key)
     return MHD_lookup_connection_value(req->_conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+struct each_ctx {
+    http_header_fn fn;
+    void *ctx;
+};
+
+static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct each_ctx *e = cls;
+    (void)kind;
+    return e->fn(e->ctx, key, value ? value : "") ? MHD_NO : MHD_YES;
+}
+
+void http_header_each(const struct http_request *req, http_header_fn fn, void *ctx)
+{
+    struct each_ctx e = {fn, ctx};
+    MHD_get_connection_values(req->_conn, MHD_HEADER_KIND, each_header, &e);
+}
+
+static gnutls_session_t conn_session(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return ci ? (gnutls_session_t)ci->tls_session : NULL;
+}
+
+void *http_tls_session(const struct http_request *req)
+{
+    return conn_session(req->_conn);
+}
+
+void http_set_guard(struct http_server *srv, http_guard_fn fn, void *ctx)
+{
+    srv->guard = fn;
+    srv->guard_ctx = ctx;
+}
+
+/* ---- TLS: per-handshake credentials ------------------------------------- */
+
+#define TLS_SLOTS  4
+#define HS_BUCKETS 256
+
+/* Credentials held by handshakes, keyed by session pointer. */
+struct hs_entry {
+    gnutls_session_t session;
+    struct tls_creds *creds;
+    struct hs_entry *next;
+};
+static pthread_mutex_t hs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct hs_entry *hs_table[HS_BUCKETS];
+static struct tls_server *tls_slots[TLS_SLOTS];
+
+static size_t hs_bucket(gnutls_session_t s)
+{
+    uintptr_t v = (uintptr_t)s;
+    return (size_t)((v >> 4) ^ (v >> 12)) % HS_BUCKETS;
+}
+
+/* Drop the credentials a handshake holds, if any. */
+static void hs_release(gnutls_session_t s)
+{
+    if (!s)
+        return;
+    struct tls_creds *c = NULL;
+    pthread_mutex_lock(&hs_mu);
+    for (struct hs_entry **pp = &hs_table[hs_bucket(s)]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->session == s) {
+            struct hs_entry *e = *pp;
+            *pp = e->next;
+            c = e->creds;
+            free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hs_mu);
+    tls_creds_release(c);
+}
+
+static int cert_callback(unsigned slot, gnutls_session_t session, gnutls_pcert_st **pcert,
+                         unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    struct tls_server *ts = tls_slots[slot];
+    if (!ts)
+        return -1;
+    /* A renegotiation or a second callback on one session: drop the first reference. */
+    hs_release(session);
+    struct tls_creds *c = tls_server_acquire(ts);
+    struct hs_entry *e = malloc(sizeof(*e));
+    if (!e) {
+        tls_creds_release(c);
+        return -1;
+    }
+    e->session = session;
+    e->creds = c;
+    pthread_mutex_lock(&hs_mu);
+    size_t b = hs_bucket(session);
+    e->next = hs_table[b];
+    hs_table[b] = e;
+    pthread_mutex_unlock(&hs_mu);
+    *pcert = c->pcert;
+    *pcert_length = c->npcert;
+    *pkey = c->key;
+    return 0;
+}
+
+#define CERT_CB(n)                                                                                           \
+    static int cert_cb##n(gnutls_session_t s, const gnutls_datum_t *req_ca_dn, int nreqs,                    \
+                          const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pc,  \
+                          unsigned int *pcl, gnutls_privkey_t *pk)                                           \
+    {                                                                                                        \
+        (void)req_ca_dn;                                                                                     \
+        (void)nreqs;                                                                                         \
+        (void)pk_algos;                                                                                      \
+        (void)pk_algos_length;                                                                               \
+        return cert_callback(n, s, pc, pcl, pk);                                                             \
+    }
+CERT_CB(0)
+CERT_CB(1)
+CERT_CB(2)
+CERT_CB(3)
+static gnutls_certificate_retrieve_function2 *const cert_cbs[TLS_SLOTS] = {cert_cb0, cert_cb1, cert_cb2,
+                                                                           cert_cb3};
+
+int http_set_tls(struct http_server *srv, struct tls_server *creds, const char *client_ca_pem)
+{
+    if (srv->daemon)
+        return -EBUSY;
+    pthread_mutex_lock(&hs_mu);
+    int slot = -1;
+    for (int i = 0; i < TLS_SLOTS; i++) {
+        if (!tls_slots[i]) {
+            tls_slots[i] = creds;
+            slot = i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hs_mu);
+    if (slot < 0)
+        return -ENOSPC;
+    srv->tls = creds;
+    srv->tls_slot = slot;
+    free(srv->client_ca_pem);
+    srv->client_ca_pem = client_ca_pem ? xstrdup(client_ca_pem) : NULL;
+    return 0;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        hs_release(conn_session(conn));
+}
+
 void http_resp_header(struct http_response *resp, const char *name, const char *value)
 {
     if (resp->nheaders >= HTTP_MAX_EXTRA_HEADERS)
@@ -322,9 +494,24 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
 static enum MHD_Result on_first_call(struct http_server *srv, struct MHD_Connection *conn, const char *url,
                                      struct req_state *st)
 {
+    if (srv->tls)
+        hs_release(conn_session(conn)); /* the handshake is over */
     st->route = find_route(srv, url);
     if (!st->route)
         return send_text(srv, conn, st, 404, "not found\n");
+    if (srv->guard) {
+        struct http_request req = {
+            .method = st->method,
+            .path = url,
+            .listener_is_loopback = srv->loopback,
+            ._conn = conn,
+        };
+        struct http_response resp = {.status = 200};
+        if (srv->guard(srv->guard_ctx, &req, &resp))
+            return send_response(srv, conn, st, &resp);
+        response_release(&resp);
+        st->authenticated = req.authenticated;
+    }
     st->cap = st->route->body_cap;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -386,6 +573,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body = st->body.len ? (const uint8_t *)st->body.data : NULL,
         .body_len = st->body.len,
         .listener_is_loopback = srv->loopback,
+        .authenticated = st->authenticated,
         ._conn = conn,
     };
     struct http_response resp = {.status = 200};
@@ -482,14 +670,31 @@ int http_start(struct http_server *srv)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (got.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (srv->tls)
+        flags |= MHD_USE_TLS;
     /* The logger goes first, or MHD reports option errors through its own.
-     * A pool of one is no pool (MHD warns), so the pool option ends the list
-     * early in that case. */
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, maxconn, MHD_OPTION_CONNECTION_TIMEOUT,
-        srv->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, MHD_OPTION_END);
+     * A pool of one is no pool (MHD warns), so the pool option is left out
+     * in that case. */
+    struct MHD_OptionItem opts[12];
+    unsigned no = 0;
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, srv};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)maxconn, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)srv->timeout_s, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
+    if (threads > 1)
+        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+    if (srv->tls) {
+        /* Single-pointer options take ptr_value in an option array. */
+        opts[no++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)cert_cbs[srv->tls_slot]};
+        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv};
+        if (srv->client_ca_pem)
+            opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->client_ca_pem};
+    }
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    srv->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->daemon) {
         rc = -EIO;
         goto fail_fd;
@@ -544,6 +749,12 @@ void http_server_free(struct http_server *srv)
             selfmetrics_unregister(http_collect, NULL);
         MHD_stop_daemon(srv->daemon);
     }
+    if (srv->tls) {
+        pthread_mutex_lock(&hs_mu);
+        tls_slots[srv->tls_slot] = NULL;
+        pthread_mutex_unlock(&hs_mu);
+    }
+    free(srv->client_ca_pem);
     for (size_t i = 0; i < srv->nroutes; i++)
         free(srv->routes[i].pattern);
     free(srv->routes);

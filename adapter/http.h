@@ -30,9 +30,9 @@ struct http_server;
 struct MHD_Connection;
 
 struct http_listener_config {
-    const char *name;        /* "ingest", "secure": label in logs and metrics */
-    const char *address;     /* "host:port", "[v6]:port"; port 0 picks a free port */
-    unsigned threads;        /* pool size; 0 = number of CPUs */
+    const char *name;    /* "ingest", "secure": label in logs and metrics */
+    const char *address; /* "host:port", "[v6]:port"; port 0 picks a free port */
+    unsigned threads;    /* pool size; 0 = number of CPUs */
     unsigned max_connections;
     unsigned timeout_s;      /* idle connection timeout */
     size_t default_body_cap; /* cap for routes that do not set one */
@@ -40,10 +40,11 @@ struct http_listener_config {
 
 struct http_request {
     const char *method;
-    const char *path;        /* percent-decoded by libmicrohttpd, no query string */
-    const uint8_t *body;     /* NULL when empty */
+    const char *path;    /* percent-decoded by libmicrohttpd, no query string */
+    const uint8_t *body; /* NULL when empty */
     size_t body_len;
-    int listener_is_loopback; /* the address bound is a loopback address */
+    int listener_is_loopback;     /* the address bound is a loopback address */
+    int authenticated;            /* the listener's guard verified the client (see http_set_guard) */
     struct MHD_Connection *_conn; /* private */
 };
 
@@ -51,6 +52,14 @@ struct http_request {
 const char *http_header(const struct http_request *req, const char *name);
 /* A query argument (decoded) or NULL. Safe in handlers only. */
 const char *http_query(const struct http_request *req, const char *key);
+
+/* Call @fn for every request header, in order, repeated ones included; stops
+ * when @fn returns non-zero. Safe in handlers and guards only. */
+typedef int (*http_header_fn)(void *ctx, const char *name, const char *value);
+void http_header_each(const struct http_request *req, http_header_fn fn, void *ctx);
+
+/* The connection's gnutls_session_t, or NULL on a plain listener. */
+void *http_tls_session(const struct http_request *req);
 
 #define HTTP_MAX_EXTRA_HEADERS 8
 
@@ -60,7 +69,7 @@ struct http_response {
     struct buf body;          /* empty by default; http frees it */
     unsigned nheaders;
     struct {
-        char *name, *value;   /* owned by the response */
+        char *name, *value; /* owned by the response */
     } headers[HTTP_MAX_EXTRA_HEADERS];
 };
 
@@ -79,8 +88,33 @@ enum {
  * added; the first match wins; no match is a 404 with a plain-text body.
  * @body_cap: largest body accepted (0 = the listener's default).
  */
-int http_route(struct http_server *srv, const char *pattern, int flags, size_t body_cap,
-               http_handler_fn fn, void *ctx);
+int http_route(struct http_server *srv, const char *pattern, int flags, size_t body_cap, http_handler_fn fn,
+               void *ctx);
+
+/*
+ * http_set_guard - a check run on every request of @srv before its handler,
+ * once the headers are read (before any body is accepted). The guard returns
+ * 0 to let the request through (it may set req->authenticated, which the
+ * handler then sees), or non-zero after filling @resp (a 401 or 403), which
+ * is sent instead. The guard runs on pool threads, outside RCU read sections,
+ * and may block briefly (an authorization call with a timeout). Before
+ * http_start().
+ */
+typedef int (*http_guard_fn)(void *ctx, struct http_request *req, struct http_response *resp);
+void http_set_guard(struct http_server *srv, http_guard_fn fn, void *ctx);
+
+/*
+ * http_set_tls - serve HTTPS with the credentials of @creds, taken per
+ * handshake (tls_server_acquire()), so a reload applies to the next
+ * handshake and never drops a connection; the reference is given back on the
+ * connection's first request or when it closes.
+ * @client_ca_pem: CA certificates named in the client-certificate request;
+ * NULL asks for none. libmicrohttpd does not verify what the client sends:
+ * guards do, with tls_verify_peer(). Copied. Before http_start().
+ * Returns 0, or -ENOSPC when more TLS listeners exist than callback slots (4).
+ */
+struct tls_server;
+int http_set_tls(struct http_server *srv, struct tls_server *creds, const char *client_ca_pem);
 
 /*
  * http_server_new - a listener, not yet bound. @cfg is copied.

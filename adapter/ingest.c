@@ -120,7 +120,8 @@ int ingest_address_is_loopback(const char *address)
 /* Whether the request carries "Authorization: Bearer <token>" with our token. */
 static int authorized(const struct ingest *ing, const struct http_request *req)
 {
-    if (req->listener_is_loopback)
+    /* authenticated: a TLS client certificate the ingest CA verified (auth_ingest_guard). */
+    if (req->listener_is_loopback || req->authenticated)
         return 1;
     if (!ing->token)
         return 0; /* fail closed: ingest_new refuses this configuration anyway */
@@ -354,7 +355,8 @@ static int read_token(const char *path, char **out, size_t *len)
 
 int ingest_new(const struct ma_config *cfg, struct store *st, struct ingest **out)
 {
-    int have_token = cfg->ingest_token_file && cfg->ingest_token_file[0];
+    int have_token = (cfg->ingest_token_file && cfg->ingest_token_file[0]) ||
+                     (cfg->ingest_client_ca_file && cfg->ingest_client_ca_file[0]);
     /* An address that is not host:port at all is the listener's error to report, not ours. */
     if (!have_token && strchr(cfg->listen_address, ':') && !ingest_address_is_loopback(cfg->listen_address)) {
         log_error("remote write needs a bearer token on a non-loopback listener",
@@ -364,7 +366,7 @@ int ingest_new(const struct ma_config *cfg, struct store *st, struct ingest **ou
     struct ingest *ing = calloc(1, sizeof *ing);
     if (!ing)
         return -ENOMEM;
-    if (have_token) {
+    if (cfg->ingest_token_file && cfg->ingest_token_file[0]) {
         int rc = read_token(cfg->ingest_token_file, &ing->token, &ing->token_len);
         if (rc) {
             log_error("cannot read the ingest token", "flag=--ingest-token-file path=%s error=%s",

@@ -25,6 +25,7 @@
 
 #include <maplib/maplib.h>
 
+#include "auth.h"
 #include "flags.h"
 #include "http.h"
 #include "ingest.h"
@@ -32,6 +33,7 @@
 #include "selfmetrics.h"
 #include "serve.h"
 #include "store.h"
+#include "tls.h"
 
 /* Block the handled signals in the calling thread (and every thread it creates). */
 static void block_signals(sigset_t *set)
@@ -67,7 +69,7 @@ static int wait_for_stop(const sigset_t *set, struct serve *sv)
 }
 
 static int start_listener(const struct ma_config *cfg, struct ingest *ing, struct serve *sv,
-                          struct http_server **out)
+                          const struct auth_stack *as, struct http_server **out)
 {
     struct http_listener_config lc = {
         .name = "ingest",
@@ -94,6 +96,20 @@ static int start_listener(const struct ma_config *cfg, struct ingest *ing, struc
         http_server_free(srv);
         return 1;
     }
+    /* TLS on the ingest listener: a client certificate the ingest CA verifies
+     * authenticates remote write, as the bearer token does. */
+    if (as->ingest_serving) {
+        char *pem = as->ingest_ca ? tls_trust_pem(as->ingest_ca) : NULL;
+        rc = http_set_tls(srv, as->ingest_serving, pem);
+        free(pem);
+        if (as->ingest_ca)
+            http_set_guard(srv, auth_ingest_guard, as->ingest_ca);
+        if (rc) {
+            log_error("cannot serve TLS", "listener=ingest error=%s", strerror(-rc));
+            http_server_free(srv);
+            return 1;
+        }
+    }
     if ((rc = ingest_add_routes(ing, srv)) != 0) {
         log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
         http_server_free(srv);
@@ -107,6 +123,63 @@ static int start_listener(const struct ma_config *cfg, struct ingest *ing, struc
     }
     if ((rc = http_start(srv)) != 0) {
         log_error("cannot listen", "listener=ingest addr=%s error=%s", cfg->listen_address, strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
+    log_info("listening", "listener=%s addr=%s loopback=%s", http_name(srv), http_bound_address(srv),
+             http_is_loopback(srv) ? "true" : "false");
+    *out = srv;
+    return 0;
+}
+
+/* The HTTPS listener for the aggregator: metrics APIs, discovery, /metrics and
+ * health, behind authentication and authorization (auth.h). */
+static int start_secure(const struct ma_config *cfg, struct serve *sv, const struct auth_stack *as,
+                        struct http_server **out)
+{
+    char addr[300];
+    if (strchr(cfg->bind_address, ':'))
+        snprintf(addr, sizeof(addr), "[%s]:%u", cfg->bind_address, cfg->secure_port);
+    else
+        snprintf(addr, sizeof(addr), "%s:%u", cfg->bind_address, cfg->secure_port);
+    struct http_listener_config lc = {
+        .name = "secure",
+        .address = addr,
+        .threads = cfg->http_threads,
+        .max_connections = cfg->max_connections,
+        .timeout_s = (unsigned)(cfg->http_timeout_ms / 1000),
+        .default_body_cap = 1 << 20,
+    };
+    struct http_server *srv;
+    int rc = http_server_new(&lc, &srv);
+    if (rc) {
+        fprintf(stderr, "metrics-adapter: invalid value \"%s\" for flag --bind-address\n", cfg->bind_address);
+        return 2;
+    }
+    /* The client-certificate request names both CAs; each chain is still
+     * verified against its own list only (auth.c). */
+    struct buf pem = BUF_INIT;
+    struct tls_trust *cas[2] = {as->rh_ca, as->client_ca};
+    for (int i = 0; i < 2; i++) {
+        if (cas[i]) {
+            char *p = tls_trust_pem(cas[i]);
+            buf_puts(&pem, p);
+            buf_putc(&pem, '\n');
+            free(p);
+        }
+    }
+    rc = http_set_tls(srv, as->serving, pem.len ? pem.data : NULL);
+    buf_free(&pem);
+    http_set_guard(srv, auth_guard, as->auth);
+    if (rc == 0)
+        rc = selfmetrics_add_routes(srv);
+    if (rc == 0)
+        rc = serve_add_routes(sv, srv, 1);
+    if (rc == 0 && (rc = http_start(srv)) != 0)
+        log_error("cannot listen", "listener=secure addr=%s error=%s", addr, strerror(-rc));
+    else if (rc)
+        log_error("cannot add routes", "listener=secure error=%s", strerror(-rc));
+    if (rc) {
         http_server_free(srv);
         return 1;
     }
@@ -143,7 +216,8 @@ int main(int argc, char **argv)
 
     rcu_register_thread();
     int status = 0;
-    struct http_server *ingest = NULL;
+    struct http_server *ingest = NULL, *secure = NULL;
+    struct auth_stack as = {0};
 
     struct store *store = NULL;
     struct ingest *ing = NULL;
@@ -173,16 +247,30 @@ int main(int argc, char **argv)
     }
     ingest_set_rules(ing, serve_rules_ptr(sv));
 
-    status = start_listener(&cfg, ing, sv, &ingest);
+    if ((rc = auth_stack_new(&cfg, &as)) != 0) {
+        status = rc == -EINVAL ? 2 : 1;
+        goto out_store;
+    }
+    status = start_listener(&cfg, ing, sv, &as, &ingest);
     if (status)
         goto out_store;
+    if (cfg.secure_port && (status = start_secure(&cfg, sv, &as, &secure)) != 0)
+        goto out_listeners;
+    if ((rc = tls_watch_start((unsigned)cfg.tls_reload_interval_ms)) != 0) {
+        log_error("cannot start the certificate watcher", "error=%s", strerror(-rc));
+        status = 1;
+        goto out_listeners;
+    }
     log_info("started", "version=%s", MA_VERSION);
 
     int sig = wait_for_stop(&sigs, sv);
     log_info("shutting down", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
+out_listeners:
+    http_server_free(secure);
     http_server_free(ingest);
 out_store:
+    auth_stack_free(&as);
     serve_free(sv);
     ingest_free(ing);
     if (store) {
