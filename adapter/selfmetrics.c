@@ -40,7 +40,8 @@ struct collector {
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sm_counter *counters; /* list head; guarded by reg_mu */
+static struct sm_counter *counters;     /* list head; guarded by reg_mu */
+static struct sm_histogram *histograms; /* list head; guarded by reg_mu */
 static struct collector *collectors;
 static size_t ncollectors, capcollectors;
 static double start_time_s;
@@ -51,6 +52,32 @@ void sm_counter_register(struct sm_counter *c)
     c->_next = counters;
     counters = c;
     pthread_mutex_unlock(&reg_mu);
+}
+
+void sm_histogram_register(struct sm_histogram *h)
+{
+    pthread_mutex_lock(&reg_mu);
+    h->_next = histograms;
+    histograms = h;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void sm_observe(struct sm_histogram *h, double v)
+{
+    unsigned i = 0;
+    while (i < h->nbounds && v > h->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    /* The sum is a double: add by CAS on its bits. Observations are rare
+     * enough (per request at most) that the loop almost never repeats. */
+    uint64_t old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed), nw;
+    do {
+        double d;
+        memcpy(&d, &old, sizeof(d));
+        d += v;
+        memcpy(&nw, &d, sizeof(nw));
+    } while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, nw, memory_order_relaxed,
+                                                    memory_order_relaxed));
 }
 
 int selfmetrics_register(selfmetrics_collect_fn collect, void *ctx)
@@ -219,6 +246,59 @@ static void render_process(struct buf *out)
     expo_sample_u64(out, "metrics_adapter_build_info", bi, 1);
 }
 
+/* maplib's counters per kind of table (map name), copied out under maplib's lock, rendered after. */
+#define MAX_KINDS 16
+struct kinds {
+    unsigned n;
+    char name[MAX_KINDS][48];
+    struct ml_stats st[MAX_KINDS];
+};
+
+static void kind_cb(void *ctx, const char *name, const struct ml_stats *st)
+{
+    struct kinds *k = ctx;
+    if (k->n == MAX_KINDS)
+        return;
+    snprintf(k->name[k->n], sizeof(k->name[0]), "%s", name[0] ? name : "unnamed");
+    k->st[k->n++] = *st;
+}
+
+static void render_map_kinds(struct buf *out)
+{
+    struct kinds k = {0};
+    ml_stats_by_name(kind_cb, &k);
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } rows[] = {
+        {"metrics_adapter_map_table_live_entries", "gauge", "Entries linked, by kind of maplib table.",
+         offsetof(struct ml_stats, live)},
+        {"metrics_adapter_map_table_pending_entries", "gauge",
+         "Entries unlinked and waiting for an RCU grace period, by kind of maplib table.",
+         offsetof(struct ml_stats, pending)},
+        {"metrics_adapter_map_table_reclaimed_entries_total", "counter",
+         "Entries freed after their grace period, by kind of maplib table.",
+         offsetof(struct ml_stats, reclaimed)},
+        {"metrics_adapter_map_table_inserts_total", "counter", "Inserts, by kind of maplib table.",
+         offsetof(struct ml_stats, inserts)},
+        {"metrics_adapter_map_table_deletes_total", "counter", "Unlinks, by kind of maplib table.",
+         offsetof(struct ml_stats, deletes)},
+        {"metrics_adapter_map_table_buckets", "gauge", "Buckets of the live tables, by kind of maplib table.",
+         offsetof(struct ml_stats, buckets)},
+        {"metrics_adapter_map_table_resizes_total", "counter", "Resizes, by kind of maplib table.",
+         offsetof(struct ml_stats, resizes)},
+    };
+    if (!k.n)
+        return;
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        expo_header(out, rows[r].name, rows[r].type, rows[r].help);
+        for (unsigned i = 0; i < k.n; i++) {
+            const char *lv[] = {"table", k.name[i], NULL};
+            expo_sample_u64(out, rows[r].name, lv, *(const uint64_t *)((const char *)&k.st[i] + rows[r].off));
+        }
+    }
+}
+
 static void render_maplib(struct buf *out)
 {
     struct ml_stats st;
@@ -247,6 +327,7 @@ static void render_maplib(struct buf *out)
         expo_header(out, rows[i].name, rows[i].type, rows[i].help);
         expo_sample_u64(out, rows[i].name, NULL, *(const uint64_t *)((const char *)&st + rows[i].off));
     }
+    render_map_kinds(out);
 }
 
 /*
@@ -272,12 +353,69 @@ static void render_counters(struct buf *out)
     }
 }
 
+/* One histogram's series: cumulative buckets, sum, count. */
+static void render_histogram(struct buf *out, struct sm_histogram *h)
+{
+    char bucket[128], sum[128], count[128];
+    snprintf(bucket, sizeof(bucket), "%s_bucket", h->name);
+    snprintf(sum, sizeof(sum), "%s_sum", h->name);
+    snprintf(count, sizeof(count), "%s_count", h->name);
+    const char *pre = h->labels && *h->labels ? h->labels : NULL;
+    uint64_t cum = 0;
+    for (unsigned i = 0; i <= h->nbounds; i++) {
+        cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+        buf_puts(out, bucket);
+        buf_putc(out, '{');
+        if (pre) {
+            buf_puts(out, pre);
+            buf_putc(out, ',');
+        }
+        buf_puts(out, "le=\"");
+        if (i == h->nbounds)
+            buf_puts(out, "+Inf");
+        else
+            expo_double(out, h->bounds[i]);
+        buf_printf(out, "\"} %llu\n", (unsigned long long)cum);
+    }
+    uint64_t bits = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    buf_puts(out, sum);
+    if (pre)
+        buf_printf(out, "{%s}", pre);
+    buf_putc(out, ' ');
+    expo_double(out, d);
+    buf_putc(out, '\n');
+    expo_sample_raw(out, count, pre, cum);
+}
+
+/* Static histograms, grouped by name like the counters. */
+static void render_histograms(struct buf *out)
+{
+    for (struct sm_histogram *h = histograms; h; h = h->_next) {
+        int seen = 0;
+        for (struct sm_histogram *p = histograms; p != h; p = p->_next) {
+            if (strcmp(p->name, h->name) == 0) {
+                seen = 1;
+                break;
+            }
+        }
+        if (seen)
+            continue;
+        expo_header(out, h->name, "histogram", h->help);
+        for (struct sm_histogram *m = h; m; m = m->_next)
+            if (strcmp(m->name, h->name) == 0)
+                render_histogram(out, m);
+    }
+}
+
 void selfmetrics_render(struct buf *out)
 {
     render_process(out);
     render_maplib(out);
     pthread_mutex_lock(&reg_mu);
     render_counters(out);
+    render_histograms(out);
     for (size_t i = 0; i < ncollectors; i++)
         collectors[i].fn(collectors[i].ctx, out);
     pthread_mutex_unlock(&reg_mu);
@@ -293,12 +431,45 @@ static int method_get(const struct http_request *req, struct http_response *resp
     return 0;
 }
 
+#define SCRAPES_HELP "Scrapes of /metrics, by the format negotiated from the Accept header."
+SM_COUNTER(sm_c_scrape_text, "metrics_adapter_metrics_scrapes_total", "format=\"text\"", SCRAPES_HELP)
+SM_COUNTER(sm_c_scrape_om, "metrics_adapter_metrics_scrapes_total", "format=\"openmetrics\"", SCRAPES_HELP)
+SM_COUNTER(sm_c_scrape_gzip, "metrics_adapter_metrics_scrapes_gzip_total", NULL,
+           "Scrapes of /metrics answered gzip-compressed.")
+
+/*
+ * The exposition is rendered into memory first and queued by http after the
+ * handler returns: no collector's read-side section is ever open while the
+ * socket is written (DESIGN 4a).
+ */
 static void handle_metrics(void *ctx, const struct http_request *req, struct http_response *resp)
 {
+    (void)ctx;
     if (!method_get(req, resp))
         return;
-    resp->content_type = EXPO_CONTENT_TYPE;
-    selfmetrics_render(&resp->body);
+    enum expo_format fmt = expo_negotiate(http_header(req, "Accept"));
+    /* Counted before rendering, so that a scrape sees itself. */
+    sm_inc(fmt == EXPO_OPENMETRICS ? &sm_c_scrape_om : &sm_c_scrape_text);
+    struct buf text = BUF_INIT;
+    selfmetrics_render(&text);
+    struct buf *body = &text, om = BUF_INIT;
+    if (fmt == EXPO_OPENMETRICS) {
+        expo_to_openmetrics(text.data ? text.data : "", text.len, &om);
+        body = &om;
+        resp->content_type = EXPO_OM_CONTENT_TYPE;
+    } else {
+        resp->content_type = EXPO_CONTENT_TYPE;
+    }
+    if (expo_accepts_gzip(http_header(req, "Accept-Encoding")) &&
+        expo_gzip(body->data ? body->data : "", body->len, &resp->body) == 0) {
+        sm_inc(&sm_c_scrape_gzip);
+        http_resp_header(resp, "Content-Encoding", "gzip");
+    } else {
+        buf_append(&resp->body, body->data ? body->data : "", body->len);
+    }
+    http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
+    buf_free(&text);
+    buf_free(&om);
 }
 
 static void handle_health(void *ctx, const struct http_request *req, struct http_response *resp)

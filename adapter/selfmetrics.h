@@ -96,6 +96,39 @@ static inline uint64_t sm_get(struct sm_counter *c)
     return atomic_load_explicit(&c->value, memory_order_relaxed);
 }
 
+/*
+ * Histograms: fixed upper bounds (ascending, +Inf implied), one relaxed
+ * atomic per bucket and the sum kept as double bits updated by CAS, so an
+ * observation takes no lock. A scrape reads each word once: count, sum and
+ * buckets may be a few observations apart, which Prometheus tolerates (the
+ * buckets are written cumulatively from the per-bucket counts, so they stay
+ * monotonic).
+ *
+ *     static const double lat_bounds[] = {0.001, 0.01, 0.1, 1};
+ *     SM_HISTOGRAM(h_lat, "metrics_adapter_x_seconds", NULL, "Help.", lat_bounds, 4)
+ *     sm_observe(&h_lat, 0.003);
+ */
+#define SM_HIST_MAX_BOUNDS 16
+struct sm_histogram {
+    const char *name; /* family name, without _bucket/_sum/_count */
+    const char *labels;
+    const char *help;
+    const double *bounds;
+    unsigned nbounds;                                /* <= SM_HIST_MAX_BOUNDS */
+    _Atomic uint64_t counts[SM_HIST_MAX_BOUNDS + 1]; /* per bucket, not cumulative; last is +Inf */
+    _Atomic uint64_t sum_bits;                       /* a double's bits */
+    struct sm_histogram *_next;                      /* private */
+};
+#define SM_HISTOGRAM(var, name, labels, help, bounds, nbounds)                                               \
+    struct sm_histogram var = {(name), (labels), (help), (bounds), (nbounds), {0}, 0, NULL};                 \
+    static void __attribute__((constructor)) var##__sm_register(void)                                        \
+    {                                                                                                        \
+        sm_histogram_register(&var);                                                                         \
+    }
+void sm_histogram_register(struct sm_histogram *h);
+/* Record one observation: relaxed atomics, no lock. */
+void sm_observe(struct sm_histogram *h, double v);
+
 /* Add a counter that is not declared with SM_COUNTER (it must outlive the process's scrapes). */
 void sm_counter_register(struct sm_counter *c);
 

@@ -20,6 +20,7 @@
  */
 #include "remote_write.h"
 
+#include <endian.h>
 #include <string.h>
 #include <strings.h>
 
@@ -160,12 +161,40 @@ static int valid_label_name(const char *s, size_t n)
     return 1;
 }
 
-/* Called for every label of every series: no strlen unless the first byte matches. */
-static int is_dropped(const struct api_rw_limits *lim, const char *name, size_t len)
+/*
+ * The drop list with its lengths, computed once per request: is_dropped()
+ * runs for every label of every series, and "pod" must not cost a string
+ * compare against "prometheus_replica".
+ */
+#define DROP_MAX 16
+
+struct dropset {
+    size_t n;
+    const char *name[DROP_MAX];
+    uint32_t len[DROP_MAX];
+    const struct api_rw_limits *lim; /* for lists longer than DROP_MAX */
+};
+
+static void dropset_init(struct dropset *ds, const struct api_rw_limits *lim)
 {
-    for (size_t i = 0; i < lim->n_drop_labels; i++) {
-        const char *d = lim->drop_labels[i];
-        if (d && len > 0 && d[0] == name[0] && strncmp(d, name, len) == 0 && d[len] == '\0')
+    ds->lim = lim;
+    ds->n = 0;
+    for (size_t i = 0; i < lim->n_drop_labels && i < DROP_MAX; i++) {
+        if (!lim->drop_labels[i])
+            continue;
+        ds->name[ds->n] = lim->drop_labels[i];
+        ds->len[ds->n++] = (uint32_t)strlen(lim->drop_labels[i]);
+    }
+}
+
+static int is_dropped(const struct dropset *ds, const char *name, size_t len)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        if (ds->len[i] == len && memcmp(ds->name[i], name, len) == 0)
+            return 1;
+    for (size_t i = DROP_MAX; i < ds->lim->n_drop_labels; i++) {
+        const char *d = ds->lim->drop_labels[i];
+        if (d && strlen(d) == len && memcmp(d, name, len) == 0)
             return 1;
     }
     return 0;
@@ -173,6 +202,9 @@ static int is_dropped(const struct api_rw_limits *lim, const char *name, size_t 
 
 static int name_cmp(const struct api_rw_label *x, const struct api_rw_label *y)
 {
+    /* Label names of one series nearly always differ in the first byte. */
+    if (x->name[0] != y->name[0] && x->name_len && y->name_len)
+        return (unsigned char)x->name[0] - (unsigned char)y->name[0];
     size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
     int c = memcmp(x->name, y->name, n);
     if (c)
@@ -260,8 +292,8 @@ static struct api_rw_sample *copy_samples_v1(struct arena *a, Prometheus__Sample
     return s;
 }
 
-static int decode_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, struct arena *a,
-                     struct api_rw_request *out)
+static int decode_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, const struct dropset *ds,
+                     struct arena *a, struct api_rw_request *out)
 {
     Prometheus__WriteRequest *wr = prometheus__write_request__unpack(&a->pb, len, pb);
     if (!wr)
@@ -282,7 +314,7 @@ static int decode_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *
         for (size_t j = 0; j < ts->n_labels; j++) {
             const char *name = ts->labels[j]->name, *value = ts->labels[j]->value;
             size_t nl = strlen(name);
-            if (lim->n_drop_labels && is_dropped(lim, name, nl))
+            if (ds->n && is_dropped(ds, name, nl))
                 continue;
             labels[n].name = name;
             labels[n].name_len = (uint32_t)nl;
@@ -428,9 +460,10 @@ static int fast_sample(struct pbr r, struct api_rw_sample *s)
             return FAST_FALLBACK;
         seen |= 1u << (f & 31);
         if (f == 1 && wt == 1 && r.end - r.p >= 8) {
-            uint64_t bits = 0;
-            for (int i = 7; i >= 0; i--)
-                bits = (bits << 8) | r.p[i];
+            /* fixed64 is little-endian on the wire */
+            uint64_t bits;
+            memcpy(&bits, r.p, 8);
+            bits = le64toh(bits);
             memcpy(&s->value, &bits, 8);
             r.p += 8;
         } else if (f == 2 && wt == 0) {
@@ -449,8 +482,7 @@ static int fast_sample(struct pbr r, struct api_rw_sample *s)
 #define FAST_MAX_LABELS  64
 #define FAST_MAX_SAMPLES 256
 
-static int fast_series(struct pbr r, const struct api_rw_limits *lim, struct arena *a,
-                       struct api_rw_series *s)
+static int fast_series(struct pbr r, const struct dropset *ds, struct arena *a, struct api_rw_series *s)
 {
     struct api_rw_label labels[FAST_MAX_LABELS];
     struct api_rw_sample samples[FAST_MAX_SAMPLES];
@@ -466,7 +498,7 @@ static int fast_series(struct pbr r, const struct api_rw_limits *lim, struct are
         if (f == 1) {
             if (il == FAST_MAX_LABELS || fast_label(sub, &blk, &labels[il]) != 0)
                 return FAST_FALLBACK;
-            if (!(lim->n_drop_labels && is_dropped(lim, labels[il].name, labels[il].name_len)))
+            if (!(ds->n && is_dropped(ds, labels[il].name, labels[il].name_len)))
                 il++;
         } else if (f == 2) {
             if (is == FAST_MAX_SAMPLES || fast_sample(sub, &samples[is++]) != 0)
@@ -519,8 +551,8 @@ static int fast_metadata(struct pbr r, struct arena *a, struct api_rw_metadata *
 }
 
 /* 0, a whole-request error the reference would give too, or FAST_FALLBACK. */
-static int fast_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, struct arena *a,
-                   struct api_rw_request *out)
+static int fast_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, const struct dropset *ds,
+                   struct arena *a, struct api_rw_request *out)
 {
     struct pbr r = {pb, pb + len};
     size_t nts = 0, nmd = 0;
@@ -543,7 +575,7 @@ static int fast_v1(const uint8_t *pb, size_t len, const struct api_rw_limits *li
         struct pbr sub = {NULL, NULL};
         pb_field(&r, &f, &wt, &sub); /* validated by the scan above */
         if (f == 1) {
-            if (fast_series(sub, lim, a, &out->series[out->n_series]) != 0)
+            if (fast_series(sub, ds, a, &out->series[out->n_series]) != 0)
                 return FAST_FALLBACK;
             out->n_series++;
         } else if (fast_metadata(sub, a, &out->metadata[out->n_metadata++]) != 0) {
@@ -595,7 +627,8 @@ static int v2_refs_ok(const Io__Prometheus__Write__V2__TimeSeries *ts, const str
 }
 
 static void v2_series(struct api_rw_request *out, size_t i, const Io__Prometheus__Write__V2__TimeSeries *ts,
-                      const struct v2_symbols *sy, const struct api_rw_limits *lim, struct arena *a)
+                      const struct v2_symbols *sy, const struct api_rw_limits *lim, const struct dropset *ds,
+                      struct arena *a)
 {
     struct api_rw_series *s = &out->series[i];
     s->n_histograms = ts->n_histograms;
@@ -617,7 +650,7 @@ static void v2_series(struct api_rw_request *out, size_t i, const Io__Prometheus
     size_t n = 0;
     for (size_t j = 0; j < ts->n_labels_refs; j += 2) {
         uint32_t nr = ts->labels_refs[j], vr = ts->labels_refs[j + 1];
-        if (lim->n_drop_labels && is_dropped(lim, sy->str[nr], sy->len[nr]))
+        if (ds->n && is_dropped(ds, sy->str[nr], sy->len[nr]))
             continue;
         labels[n].name = sy->str[nr];
         labels[n].name_len = sy->len[nr];
@@ -640,8 +673,8 @@ static void v2_series(struct api_rw_request *out, size_t i, const Io__Prometheus
     }
 }
 
-static int decode_v2(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, struct arena *a,
-                     struct api_rw_request *out)
+static int decode_v2(const uint8_t *pb, size_t len, const struct api_rw_limits *lim, const struct dropset *ds,
+                     struct arena *a, struct api_rw_request *out)
 {
     Io__Prometheus__Write__V2__Request *rq = io__prometheus__write__v2__request__unpack(&a->pb, len, pb);
     if (!rq)
@@ -663,7 +696,7 @@ static int decode_v2(const uint8_t *pb, size_t len, const struct api_rw_limits *
     out->series = arena_calloc(a, rq->n_timeseries, sizeof *out->series);
     out->metadata = arena_calloc(a, rq->n_timeseries, sizeof *out->metadata);
     for (size_t i = 0; i < rq->n_timeseries; i++)
-        v2_series(out, i, rq->timeseries[i], &sy, lim, a);
+        v2_series(out, i, rq->timeseries[i], &sy, lim, ds, a);
     return 0;
 }
 
@@ -715,11 +748,13 @@ static int decode_pb(const void *pb, size_t len, int version, int fast, const st
         if (n != SIZE_MAX && n > lim->max_series_per_request)
             return API_RW_ETOO_MANY_SERIES;
     }
+    struct dropset ds;
+    dropset_init(&ds, lim);
     struct api_rw_request r;
     memset(&r, 0, sizeof r);
     int rc = FAST_FALLBACK;
     if (version == 1 && fast)
-        rc = fast_v1(pb, len, lim, a, &r);
+        rc = fast_v1(pb, len, lim, &ds, a, &r);
     if (rc == FAST_FALLBACK) {
         /* What the fast path left in the arena is garbage now; it goes at reset. */
         memset(&r, 0, sizeof r);
@@ -731,9 +766,9 @@ static int decode_pb(const void *pb, size_t len, int version, int fast, const st
                             : len * PB_BUDGET_FACTOR + PB_BUDGET_EXTRA;
         arena_set_limit(a, arena_used(a) > SIZE_MAX - budget ? SIZE_MAX : arena_used(a) + budget);
         if (version == 1)
-            rc = decode_v1(pb, len, lim, a, &r);
+            rc = decode_v1(pb, len, lim, &ds, a, &r);
         else if (version == 2)
-            rc = decode_v2(pb, len, lim, a, &r);
+            rc = decode_v2(pb, len, lim, &ds, a, &r);
         else
             rc = API_RW_EMEDIA_TYPE;
         if (rc == API_RW_EPROTOBUF && arena_over_limit(a))

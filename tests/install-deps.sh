@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  liburcu-dev libxxhash-dev libmicrohttpd-dev libgnutls28-dev libsnappy-dev
+  liburcu-dev libxxhash-dev libmicrohttpd-dev libgnutls28-dev libsnappy-dev zlib1g-dev
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libpcre2-dev
   libcurl4-openssl-dev libjansson-dev libjemalloc-dev systemtap-sdt-dev
   valgrind curl openssl procps

@@ -86,6 +86,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/sdt.h>
 #include <urcu.h>
 #include <urcu/list.h>
 #include <urcu/rculfhash.h>
@@ -191,6 +192,31 @@ static struct {
     .trim_min_entries = ML_TRIM_MIN_ENTRIES,
     .trim_interval_ms = ML_TRIM_INTERVAL_MS,
 };
+
+/*
+ * Totals of destroyed maps by name (ml_stats_by_name), so that a kind's
+ * counters never go backwards when one of its maps is freed. Names are few
+ * (one per kind of table); past ML_MAX_KINDS they only count in g.dead.
+ * Protected by g.lock.
+ */
+#define ML_MAX_KINDS 16
+static struct {
+    char name[48];
+    struct ml_stats dead;
+} g_kinds[ML_MAX_KINDS];
+static unsigned g_nkinds;
+
+/* The slot of @name, created if there is room. Called with g.lock held. */
+static int kind_slot(const char *name)
+{
+    for (unsigned i = 0; i < g_nkinds; i++)
+        if (strcmp(g_kinds[i].name, name) == 0)
+            return (int)i;
+    if (g_nkinds == ML_MAX_KINDS || strlen(name) >= sizeof(g_kinds[0].name))
+        return -1;
+    strcpy(g_kinds[g_nkinds].name, name);
+    return (int)g_nkinds++;
+}
 
 /* Unlinks of every map, striped like the maps' counters (see ml_throttle). */
 static struct {
@@ -374,6 +400,8 @@ static void reclaim_cb(struct rcu_head *head)
     struct ml_node *node = caa_container_of(head, struct ml_node, _rcu);
     struct ml_map *map = node->_map;
 
+    /* USDT maplib:reclaim(map, node, name): the node is about to be freed. */
+    STAP_PROBE3(maplib, reclaim, map, node, (const char *)map->name);
     map->reclaim(node);
     /* After the free: a waiter that sees pending == 0 may free the map. */
     add_relaxed(&my_stripe(map)->recl, 1);
@@ -384,6 +412,8 @@ static void count_unlink(struct ml_map *map, struct ml_node *node)
 {
     unsigned i = my_index();
 
+    /* USDT maplib:delete(map, node, name): unlinked, reclaimed after a grace period. */
+    STAP_PROBE3(maplib, delete, map, node, (const char *)map->name);
     add_relaxed(&map->stripes[i].del, 1);
     /* The process-wide unlink count, for ml_throttle(): own line too. */
     add_relaxed(&g_unlinked[i].n, 1);
@@ -481,6 +511,13 @@ static void free_map(struct ml_map *map)
     g.dead.deletes += s.del;
     g.dead.reclaimed += s.recl;
     g.dead.resizes += map->resizes;
+    int k = kind_slot(map->name);
+    if (k >= 0) {
+        g_kinds[k].dead.inserts += s.ins;
+        g_kinds[k].dead.deletes += s.del;
+        g_kinds[k].dead.reclaimed += s.recl;
+        g_kinds[k].dead.resizes += map->resizes;
+    }
     pthread_mutex_unlock(&g.lock);
     pthread_mutex_destroy(&map->resize_lock);
     free(map->stripes);
@@ -751,6 +788,8 @@ int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existin
     }
     st = my_stripe(map);
     add_relaxed(&st->ins, 1);
+    /* USDT maplib:insert(map, node, name): linked. */
+    STAP_PROBE3(maplib, insert, map, node, (const char *)map->name);
     after_write(map, st);
     return 0;
 }
@@ -765,6 +804,7 @@ int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replace
     tsan_publish(&node->_lfht);
     ln = cds_lfht_add_replace(map->ht, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
     add_relaxed(&st->ins, 1);
+    STAP_PROBE3(maplib, insert, map, node, (const char *)map->name);
     if (ln)
         tsan_consume(ln);
     if (ln)
@@ -798,6 +838,7 @@ int ml_replace(struct ml_map *map, struct ml_node *old, struct ml_node *node)
         return ret;
     }
     add_relaxed(&my_stripe(map)->ins, 1);
+    STAP_PROBE3(maplib, insert, map, node, (const char *)map->name);
     count_unlink(map, old);
     return 0;
 }
@@ -889,6 +930,99 @@ void ml_stats_total(struct ml_stats *st)
     pthread_mutex_unlock(&g.lock);
     st->live = st->inserts > st->deletes ? st->inserts - st->deletes : 0;
     st->pending = st->deletes > st->reclaimed ? st->deletes - st->reclaimed : 0;
+}
+
+void ml_stats_by_name(ml_stats_name_fn fn, void *ctx)
+{
+    struct ml_stats sums[ML_MAX_KINDS];
+    const char *names[ML_MAX_KINDS];
+    unsigned n = 0;
+    struct ml_map *map;
+    struct ml_stats one;
+
+    pthread_mutex_lock(&g.lock);
+    for (unsigned i = 0; i < g_nkinds; i++) {
+        names[n] = g_kinds[i].name;
+        sums[n] = g_kinds[i].dead;
+        sums[n].buckets = 0;
+        n++;
+    }
+    cds_list_for_each_entry(map, &g.maps, all_link)
+    {
+        unsigned i;
+        for (i = 0; i < n; i++)
+            if (strcmp(names[i], map->name) == 0)
+                break;
+        if (i == n) {
+            if (n == ML_MAX_KINDS)
+                continue;
+            names[n] = map->name;
+            memset(&sums[n], 0, sizeof(sums[n]));
+            n++;
+        }
+        ml_map_stats(map, &one);
+        sums[i].inserts += one.inserts;
+        sums[i].deletes += one.deletes;
+        sums[i].reclaimed += one.reclaimed;
+        sums[i].resizes += one.resizes;
+        sums[i].buckets += one.buckets;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        sums[i].live = sums[i].inserts > sums[i].deletes ? sums[i].inserts - sums[i].deletes : 0;
+        sums[i].pending = sums[i].deletes > sums[i].reclaimed ? sums[i].deletes - sums[i].reclaimed : 0;
+        fn(ctx, names[i], &sums[i]);
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+void ml_maps_each(ml_map_visit_fn fn, void *ctx)
+{
+    struct ml_map *map;
+
+    pthread_mutex_lock(&g.lock);
+    cds_list_for_each_entry(map, &g.maps, all_link)
+    {
+        if (map->dead)
+            continue;
+        if (fn(ctx, map))
+            break;
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+/*
+ * cds_lfht keeps every node in one list sorted by bit-reversed hash, so the
+ * nodes of one bucket (same low hash bits) are consecutive: a walk that
+ * counts runs of equal (hash & (buckets - 1)) sees each chain once.
+ */
+uint64_t ml_map_chain_hist(struct ml_map *map, uint64_t *hist, unsigned nbins)
+{
+    unsigned long buckets = __atomic_load_n(&map->buckets, __ATOMIC_RELAXED);
+    unsigned long mask = buckets ? buckets - 1 : 0;
+    struct cds_lfht_iter it;
+    struct cds_lfht_node *ln;
+    uint64_t chains = 0, run = 0;
+    unsigned long cur = 0;
+
+    memset(hist, 0, nbins * sizeof(*hist));
+    cds_lfht_first(map->ht, &it);
+    while ((ln = cds_lfht_iter_get_node(&it)) != NULL) {
+        struct ml_node *node = caa_container_of(ln, struct ml_node, _lfht);
+        unsigned long b = (unsigned long)map_hash(node->_key, node->_keylen) & mask;
+        if (run && b != cur) {
+            hist[run < nbins ? run - 1 : nbins - 1]++;
+            chains++;
+            run = 0;
+        }
+        cur = b;
+        run++;
+        cds_lfht_next(map->ht, &it);
+    }
+    if (run) {
+        hist[run < nbins ? run - 1 : nbins - 1]++;
+        chains++;
+    }
+    return chains;
 }
 
 int ml_map_maintain(struct ml_map *map)

@@ -11,6 +11,8 @@
 SM_COUNTER(c_dup, "test_dropped_total", "reason=\"duplicate\"", "Samples dropped, by reason.");
 SM_COUNTER(c_old, "test_dropped_total", "reason=\"too_old\"", "Samples dropped, by reason.");
 SM_GAUGE(g_live, "test_live", NULL, "Live things.");
+static const double lat_bounds[] = {0.1, 1};
+SM_HISTOGRAM(h_lat, "test_latency_seconds", "listener=\"x\"", "Latency.", lat_bounds, 2)
 
 static int ncollect;
 
@@ -39,6 +41,10 @@ int main(void)
     sm_inc(&c_old);
     sm_set(&g_live, 10);
     sm_sub(&g_live, 3);
+    sm_observe(&h_lat, 0.05);
+    sm_observe(&h_lat, 0.1); /* le is inclusive */
+    sm_observe(&h_lat, 0.5);
+    sm_observe(&h_lat, 7);
 
     CHECK_INT(selfmetrics_register(collect, "a"), 0);
     CHECK_INT(selfmetrics_register(collect, "a"), -EEXIST);
@@ -53,6 +59,13 @@ int main(void)
     CHECK_HAS(b.data, "test_dropped_total{reason=\"duplicate\"} 42\n");
     CHECK_HAS(b.data, "test_dropped_total{reason=\"too_old\"} 1\n");
     CHECK_HAS(b.data, "# TYPE test_live gauge\ntest_live 7\n");
+    /* Histograms: cumulative buckets, +Inf, sum and count with the static labels. */
+    CHECK_HAS(b.data, "# TYPE test_latency_seconds histogram\n"
+                      "test_latency_seconds_bucket{listener=\"x\",le=\"0.1\"} 2\n"
+                      "test_latency_seconds_bucket{listener=\"x\",le=\"1\"} 3\n"
+                      "test_latency_seconds_bucket{listener=\"x\",le=\"+Inf\"} 4\n"
+                      "test_latency_seconds_sum{listener=\"x\"} 7.65\n"
+                      "test_latency_seconds_count{listener=\"x\"} 4\n");
     CHECK_HAS(b.data, "test_collected{who=\"a\"} 0.5\n");
     CHECK_HAS(b.data, "test_collected{who=\"b\"} 0.5\n");
     /* Built-ins. */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #define CHECK_OUT(b, want)                                                                                   \
     do {                                                                                                     \
         if (strcmp((b)->data ? (b)->data : "", (want)) != 0) {                                               \
@@ -13,6 +15,14 @@
             abort();                                                                                         \
         }                                                                                                    \
         buf_reset(b);                                                                                        \
+    } while (0)
+
+#define CHECK(c)                                                                                             \
+    do {                                                                                                     \
+        if (!(c)) {                                                                                          \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                            \
+            abort();                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 int main(void)
@@ -70,6 +80,63 @@ int main(void)
     CHECK_OUT(&b, "y{reason=\"dup\"} 3\n");
     expo_sample_raw(&b, "y", "", 4);
     CHECK_OUT(&b, "y 4\n");
+
+    /* Negotiation: what Prometheus 2.42 sends picks OpenMetrics. */
+    CHECK(expo_negotiate("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                         "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1") ==
+          EXPO_OPENMETRICS);
+    CHECK(expo_negotiate(NULL) == EXPO_TEXT);
+    CHECK(expo_negotiate("*/*") == EXPO_TEXT);
+    CHECK(expo_negotiate("text/plain;version=0.0.4") == EXPO_TEXT);
+    CHECK(expo_negotiate("application/openmetrics-text") == EXPO_OPENMETRICS);
+    CHECK(expo_negotiate("application/openmetrics-text; version=1.0.0; q=0.2, text/plain; q=0.9") ==
+          EXPO_TEXT);
+    CHECK(expo_negotiate("application/openmetrics-text;version=0.0.1,text/plain;q=0.5") == EXPO_TEXT);
+    CHECK(expo_negotiate("application/openmetrics-text;version=1.0.0;q=0") == EXPO_TEXT);
+    CHECK(expo_accepts_gzip("gzip"));
+    CHECK(expo_accepts_gzip("deflate, gzip;q=0.5"));
+    CHECK(!expo_accepts_gzip("gzip;q=0"));
+    CHECK(!expo_accepts_gzip("identity"));
+    CHECK(!expo_accepts_gzip(NULL));
+
+    /* OpenMetrics: counters lose _total in HELP/TYPE only; quotes escaped in HELP; # EOF. */
+    expo_header(&b, "x_total", "counter", "Things \"done\".");
+    expo_sample_raw(&b, "x_total", "code=\"200\"", 3);
+    expo_header(&b, "odd", "counter", "No suffix.");
+    expo_sample_raw(&b, "odd", NULL, 1);
+    expo_header(&b, "g_total_size", "gauge", "A gauge.");
+    expo_sample_raw(&b, "g_total_size", NULL, 2);
+    expo_header(&b, "h_seconds", "histogram", "H.");
+    buf_puts(&b, "h_seconds_bucket{le=\"+Inf\"} 1\nh_seconds_sum 0.5\nh_seconds_count 1\n");
+    struct buf om = BUF_INIT;
+    expo_to_openmetrics(b.data, b.len, &om);
+    buf_reset(&b);
+    CHECK_OUT(&om, "# HELP x Things \\\"done\\\".\n# TYPE x counter\nx_total{code=\"200\"} 3\n"
+                   "# HELP odd No suffix.\n# TYPE odd unknown\nodd 1\n"
+                   "# HELP g_total_size A gauge.\n# TYPE g_total_size gauge\ng_total_size 2\n"
+                   "# HELP h_seconds H.\n# TYPE h_seconds histogram\n"
+                   "h_seconds_bucket{le=\"+Inf\"} 1\nh_seconds_sum 0.5\nh_seconds_count 1\n# EOF\n");
+    buf_free(&om);
+
+    /* gzip round trip through zlib's own inflater. */
+    char big[5000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)('a' + i % 7);
+    CHECK(expo_gzip(big, sizeof(big), &b) == 0);
+    CHECK((unsigned char)b.data[0] == 0x1f && (unsigned char)b.data[1] == 0x8b);
+    char back[6000];
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    CHECK(inflateInit2(&zs, 15 + 16) == Z_OK);
+    zs.next_in = (Bytef *)b.data;
+    zs.avail_in = (uInt)b.len;
+    zs.next_out = (Bytef *)back;
+    zs.avail_out = sizeof(back);
+    CHECK(inflate(&zs, Z_FINISH) == Z_STREAM_END);
+    CHECK(zs.total_out == sizeof(big) && memcmp(back, big, sizeof(big)) == 0);
+    inflateEnd(&zs);
+    buf_reset(&b);
+
     buf_free(&b);
     printf("test_expo: ok\n");
     return 0;

@@ -60,6 +60,14 @@
  * cds_lfht_resize() with a power of two derived from the count (never below
  * the configured minimum). ml_map_maintain() does the same synchronously.
  *
+ * Tracing
+ * -------
+ * USDT probes (<sys/sdt.h>, provider "maplib"), each with (map, node, name):
+ * insert (a node was linked, the insert half of an upsert or replace
+ * included), delete (a node was unlinked; its reclaim follows after a grace
+ * period) and reclaim (the reclaim callback is about to free it). A probe is
+ * a nop instruction until a tracer attaches; see deploy/tracing/.
+ *
  * Memory
  * ------
  * glibc keeps freed small chunks in its arenas; after a large delete the
@@ -282,6 +290,41 @@ void ml_map_stats(struct ml_map *map, struct ml_stats *st);
  * current bucket counts. Safe from any thread.
  */
 void ml_stats_total(struct ml_stats *st);
+
+/*
+ * ml_stats_by_name - the counters of every map summed by map name (a name is
+ * a kind of table, e.g. "store_series"), including the totals of destroyed
+ * maps of that name, so counters per name never go backwards. @fn is called
+ * once per name with the sums; @st->buckets is the sum of current bucket
+ * counts. At most 16 names are tracked; maps beyond are left out.
+ * @fn runs with maplib's registry lock held: it must not call maplib.
+ * Safe from any thread.
+ */
+typedef void (*ml_stats_name_fn)(void *ctx, const char *name, const struct ml_stats *st);
+void ml_stats_by_name(ml_stats_name_fn fn, void *ctx);
+
+/*
+ * ml_maps_each - call @fn for every map not being destroyed, until it returns
+ * non-zero. The map cannot be freed while @fn runs (maplib's registry lock is
+ * held): @fn may use ml_map_name(), ml_map_stats() and, inside its own
+ * rcu_read_lock(), ml_map_chain_hist(); it must not create, retire or destroy
+ * maps, and should be quick (it delays maplib's maintenance thread).
+ */
+typedef int (*ml_map_visit_fn)(void *ctx, struct ml_map *map);
+void ml_maps_each(ml_map_visit_fn fn, void *ctx);
+
+/*
+ * ml_map_chain_hist - walk the table's entries and count its chains (entries
+ * sharing a bucket of the bucket count maplib last set) by length:
+ * @hist[i] is the number of chains of length i + 1, the last bin counting
+ * every chain of length >= @nbins. Empty buckets are buckets minus the
+ * return value.
+ * @nbins: >= 1.
+ * Returns the number of non-empty buckets. O(entries): a debugging aid, not
+ * for hot paths. While a resize or concurrent writes run the result is an
+ * approximation. Call with rcu_read_lock() held.
+ */
+uint64_t ml_map_chain_hist(struct ml_map *map, uint64_t *hist, unsigned nbins);
 
 /*
  * ml_map_maintain - apply the sizing policy now, synchronously.
