@@ -185,8 +185,33 @@ static int admit_by_rules(void *ctx, const struct api_rw_label *labels, size_t n
     return rules_series_wanted(set, lab, n, query_rules_type(type));
 }
 
+/*
+ * The store keeps samples for the longest window a rule reads (a
+ * prometheus-adapter config's rate(...[5m]) needs 5 m of them, not just
+ * --rate-window). Checked on every request, so a reloaded rule set takes
+ * effect with the next one: a few rules, a few loads, no write when unchanged.
+ */
+static void sync_rate_window(struct ingest *ing)
+{
+    int64_t w = 0;
+    if (!ing->rules)
+        return;
+    rcu_read_lock();
+    /* Pairs with rcu_assign_pointer()/rcu_xchg_pointer() in serve.c. */
+    const struct rules_set *set = rcu_dereference(*ing->rules);
+    size_t n = set ? rules_count(set) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct rules_rule *r = rules_get(set, i);
+        if (r->window_ms > w)
+            w = r->window_ms;
+    }
+    rcu_read_unlock();
+    store_set_rate_window(ing->store, w);
+}
+
 static void apply(struct ingest *ing, const struct api_rw_request *rq, struct outcome *o)
 {
+    sync_rate_window(ing);
     /* Types first: the admission hook of a series created below may need its metric's. */
     for (size_t i = 0; i < rq->n_metadata; i++)
         store_set_metric_type(ing->store, rq->metadata[i].family, rq->metadata[i].family_len,
@@ -395,6 +420,7 @@ void ingest_set_rules(struct ingest *ing, struct rules_set **rules)
 {
     ing->rules = rules;
     store_set_admit(ing->store, rules ? admit_by_rules : NULL, ing);
+    sync_rate_window(ing);
 }
 
 int ingest_add_routes(struct ingest *ing, struct http_server *srv)

@@ -121,6 +121,7 @@ struct store {
     struct store_config cfg;
     struct ml_map *metrics;
     int refuse_new;
+    int64_t window_ms;    /* samples kept: max(cfg.rate_window_ms, store_set_rate_window()); relaxed */
     store_admit_fn admit; /* NULL: every new series is wanted */
     void *admit_ctx;
     struct counters c;
@@ -601,7 +602,7 @@ static void ring_move(struct store *st, struct store_series *s, unsigned cap)
 /* Append one sample to a locked series inside seq_begin/end, evicting what left the window. */
 static void ring_append(struct store *st, struct store_series *s, int64_t ts, uint64_t vbits)
 {
-    int64_t horizon = ts - st->cfg.rate_window_ms;
+    int64_t horizon = ts - LD(&st->window_ms);
     /* Evict first: what is older than the new window never needs room. */
     while (s->n > 0 && ring_slots(s)[s->head].ts < horizon) {
         ST(&s->head, (uint16_t)((s->head + 1) % s->cap));
@@ -961,7 +962,15 @@ int64_t store_series_ttl_ms(const struct store *st)
 
 int64_t store_rate_window_ms(const struct store *st)
 {
-    return st->cfg.rate_window_ms;
+    return LD(&st->window_ms);
+}
+
+void store_set_rate_window(struct store *st, int64_t ms)
+{
+    int64_t w = ms > st->cfg.rate_window_ms ? ms : st->cfg.rate_window_ms;
+    /* Written only when it changes: callers may call this on every request. */
+    if (LD(&st->window_ms) != w)
+        ST(&st->window_ms, w);
 }
 
 void store_reap_now(struct store *st)
@@ -989,6 +998,7 @@ int store_new(const struct store_config *cfg, struct store **out)
     st->cfg = *cfg;
     if (st->cfg.rate_window_ms <= 0)
         st->cfg.rate_window_ms = 120000;
+    st->window_ms = st->cfg.rate_window_ms;
     if (st->cfg.series_ttl_ms <= 0)
         st->cfg.series_ttl_ms = 300000;
     if (st->cfg.reap_interval_ms <= 0)
@@ -1377,6 +1387,9 @@ void store_collect(void *ctx, struct buf *b)
     family(b, "metrics_adapter_series_heap_blocks", "gauge",
            "Series whose rate window outgrew the inline sample ring.", s.heap_blocks);
     family(b, "metrics_adapter_reaper_passes_total", "counter", "Completed reaper passes.", s.reap_passes);
+    family(b, "metrics_adapter_store_rate_window_seconds", "gauge",
+           "Samples are kept for this long: the longest of --rate-window and the rules' windows.",
+           (uint64_t)(store_rate_window_ms(st) / 1000));
     family(b, "metrics_adapter_series_table_entries", "gauge",
            "Entries linked in the series tables (maplib, live groups).", ms.live);
     family(b, "metrics_adapter_series_table_pending_reclaim", "gauge",

@@ -169,6 +169,15 @@ uint64_t store_reap(struct store *st, int64_t now_ms);
 int64_t store_series_ttl_ms(const struct store *st);
 int64_t store_rate_window_ms(const struct store *st);
 
+/*
+ * store_set_rate_window - keep samples for max(--rate-window, @ms): the
+ * longest window a rule reads (a prometheus-adapter config with rate(...[5m])
+ * needs 5 m of samples). Takes effect as series are next written (a longer
+ * window fills up over that window, a shorter one trims on the next sample).
+ * Cheap when unchanged; safe from any thread.
+ */
+void store_set_rate_window(struct store *st, int64_t ms);
+
 /* Wake the reaper thread for an immediate pass (memory valve). Safe from any thread. */
 void store_reap_now(struct store *st);
 

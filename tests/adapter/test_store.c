@@ -271,6 +271,27 @@ static void test_window_and_heap_ring(void)
     store_free(st);
 }
 
+/* A rule window longer than --rate-window: the store keeps that much. */
+static void test_longer_rule_window(void)
+{
+    struct store *st = new_store(0, 0, 0);
+    struct t_labels ls;
+    struct api_rw_sample out[64];
+    T_LABELS(&ls, "__name__", "c_total", "pod", "a");
+    store_set_rate_window(st, 300000);
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ(t_write1(st, &ls, 15000LL * i, (double)i), 0);
+    /* Newest 585 s: everything at or after 285 s, 21 samples (a 2 m window would keep 9). */
+    CHECK_EQ(snap(st, "c_total", "", "a", out, 64), 21);
+    CHECK_EQ(out[0].timestamp_ms, 285000);
+    /* Back to 2 m: trimmed on the next sample. */
+    store_set_rate_window(st, 0);
+    CHECK_EQ(t_write1(st, &ls, 600000, 40.0), 0);
+    CHECK_EQ(snap(st, "c_total", "", "a", out, 64), 9);
+    CHECK_EQ(out[0].timestamp_ms, 480000);
+    store_free(st);
+}
+
 static void test_ttl_reap_and_empty_groups(void)
 {
     struct store *st = new_store(0, 0, 0);
@@ -335,6 +356,10 @@ static void test_ttl_reap_and_empty_groups(void)
     CHECK_EQ(store_reap_passes(st), 4);
     CHECK_EQ(store_series_ttl_ms(st), 300000);
     CHECK_EQ(store_rate_window_ms(st), 120000);
+    store_set_rate_window(st, 60000); /* never below --rate-window */
+    CHECK_EQ(store_rate_window_ms(st), 120000);
+    store_set_rate_window(st, 300000);
+    CHECK_EQ(store_rate_window_ms(st), 300000);
     store_free(st);
 }
 
@@ -557,6 +582,7 @@ int main(void)
     test_labels_order_and_no_namespace();
     test_stale_markers_and_nan();
     test_window_and_heap_ring();
+    test_longer_rule_window();
     test_ttl_reap_and_empty_groups();
     test_reaper_thread();
     test_limits();

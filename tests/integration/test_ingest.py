@@ -240,6 +240,39 @@ class GlobalLimit(unittest.TestCase):
             self.assertEqual(m.get("metrics_adapter_series_refused_total", reason="max_series"), 1)
 
 
+RULE_5M = """rules:
+- seriesQuery: '{__name__=~"^http_requests_total$",namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name:
+    matches: ^(.*)_total$
+    as: ""
+  metricsQuery: sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)
+"""
+
+
+class RuleWindow(unittest.TestCase):
+    def test_store_keeps_the_longest_rule_window(self):
+        fd, path = tempfile.mkstemp(prefix="ma-rules-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write(RULE_5M)
+        self.addCleanup(os.unlink, path)
+        with harness.Adapter(["--config=" + path]) as a:
+            self.assertEqual(a.metrics().get("metrics_adapter_store_rate_window_seconds"), 300)
+            # Series no rule can use are dropped (204) and counted; the others are stored.
+            t = now_ms()
+            body = rw.v1([pod_series("w", [(t, 1.0)]), pod_series("w", [(t, 1.0)], name="other_total")])
+            status, _, text = a.post(WRITE, body, rw.headers(1))
+            self.assertEqual(status, 204, text)
+            m = a.metrics()
+            self.assertEqual(m.get("metrics_adapter_series_live"), 1)
+            self.assertEqual(m.get("metrics_adapter_series_refused_total", reason="no_rule"), 1)
+        with harness.Adapter() as a:
+            self.assertEqual(a.metrics().get("metrics_adapter_store_rate_window_seconds"), 120)
+
+
 class Token(unittest.TestCase):
     def setUp(self):
         fd, self.token_file = tempfile.mkstemp(prefix="ma-token-")
