@@ -131,6 +131,15 @@ struct table {
 };
 
 static uint64_t seed;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+/* A per-process hash seed: object names and label values come from the network. */
+static void seed_init(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&ts) | 1;
+}
 
 static void table_grow(struct table *t)
 {
@@ -440,6 +449,8 @@ static bool quick_select(struct eval *e, const struct store_series *s, const cha
 
 static void consider(struct eval *e, struct store_series *s);
 
+#define PREFETCH_AHEAD 8
+
 /*
  * A slice of an object-label index: series whose object label is @obj. In
  * quick mode the object is known, so neither it nor (when the group was found
@@ -458,6 +469,15 @@ static void consider_slice(struct eval *e, struct store_series **ss, size_t n, c
     struct acc *a = NULL;
     for (size_t k = 0; k < n; k++) {
         struct store_series *s = ss[k];
+        /* The walk is bound by memory latency (each series is a cache miss):
+         * the next series are known, so ask for them ahead of time. */
+        if (k + PREFETCH_AHEAD < n) {
+            const char *p = (const char *)ss[k + PREFETCH_AHEAD];
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
+            __builtin_prefetch(p + 192);
+        }
         if (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s))
             continue;
         if (e->sel_ns && !e->ns_by_group) {
@@ -919,13 +939,7 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
                struct query_result *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!seed) {
-        /* Any per-process value will do; a race writes the same kind of value twice. */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&ts;
-        __atomic_store_n(&seed, s | 1, __ATOMIC_RELAXED);
-    }
+    pthread_once(&seed_once, seed_init);
     struct rules_target targets[MAX_TARGETS];
     size_t nt = q->external ? rules_lookup_external(rules, q->metric, targets, MAX_TARGETS)
                             : rules_lookup_custom(rules, q->resource, q->metric, targets, MAX_TARGETS);
