@@ -369,6 +369,8 @@ int auth_extra_key(const char *s, char *out, size_t outlen)
                 return -EINVAL;
             c = (char)(h1 * 16 + h2);
             i += 2;
+            if (c == '\0')
+                return -EINVAL; /* keys are C strings here */
         }
         if (o + 1 >= outlen)
             return -EINVAL;
