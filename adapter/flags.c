@@ -117,6 +117,13 @@ static const struct flag flag_table[] = {
     {"ingest-client-ca-file", F_STRING, OFF(ingest_client_ca_file), "",
      "CA bundle: remote write with a client certificate it verifies needs no bearer token"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
+    {"memory-limit", F_STRING, OFF(memory_limit), "auto",
+     "memory valve: resident memory at which remote write gets 503 (auto = 80 % of the cgroup's memory "
+     "limit, off without one; 0 = off; or a size such as 800Mi)"},
+    {"memory-soft-fraction", F_STRING, OFF(memory_soft_fraction), "0.9",
+     "memory valve: fraction of --memory-limit from which new series are refused (400)"},
+    {"debug-endpoint", F_BOOL, OFF(debug_endpoint), "false",
+     "serve GET /debug/maps (maplib table statistics, JSON) on a loopback --listen-address"},
 };
 
 #define NFLAGS (sizeof(flag_table) / sizeof(flag_table[0]))

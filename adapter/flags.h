@@ -83,6 +83,11 @@ struct ma_config {
 
     /* Process. */
     enum log_level log_level;
+
+    /* Memory valve (valve.h) and the debug endpoint (debug.h). */
+    char *memory_limit;         /* --memory-limit: "auto", "0" (off) or a size */
+    char *memory_soft_fraction; /* --memory-soft-fraction: (0, 1] */
+    int debug_endpoint;         /* --debug-endpoint: serve /debug/maps on the loopback listener */
 };
 
 enum {

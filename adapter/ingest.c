@@ -30,6 +30,7 @@
 #include "rules.h"
 #include "remote_write.h"
 #include "selfmetrics.h"
+#include "valve.h"
 
 #define TOKEN_MAX 4096
 
@@ -298,6 +299,15 @@ static void handle_write(void *ctx, const struct http_request *req, struct http_
         err = API_RW_EUNAUTHORIZED;
         http_resp_header(resp, "WWW-Authenticate", "Bearer");
         goto answer;
+    }
+    /* The memory valve's hard level refuses the body before decoding it
+     * (DESIGN 5); Prometheus keeps it in its WAL and retries. */
+    if (valve_refuses_writes()) {
+        valve_note_refused();
+        resp->status = 503;
+        http_resp_header(resp, "Retry-After", VALVE_RETRY_AFTER);
+        buf_puts(&resp->body, "memory limit reached (--memory-limit, hard level): try again later\n");
+        goto headers;
     }
     sm_add(&c_bytes, req->body_len);
 

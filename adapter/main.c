@@ -33,6 +33,7 @@
 #include "selfmetrics.h"
 #include "serve.h"
 #include "store.h"
+#include "valve.h"
 #include "tls.h"
 
 /* Block the handled signals in the calling thread (and every thread it creates). */
@@ -236,6 +237,18 @@ int main(int argc, char **argv)
         goto out_store;
     }
     selfmetrics_register(store_collect, store);
+    /* The memory valve acts on the store (refuse new series, reap at once); DESIGN 5. */
+    struct valve_config vcfg;
+    if (valve_parse(cfg.memory_limit, cfg.memory_soft_fraction, &vcfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "metrics-adapter: %s\n", err);
+        status = 2;
+        goto out_store;
+    }
+    if ((rc = valve_start(&vcfg, store)) != 0) {
+        log_error("cannot start the memory valve", "error=%s", strerror(-rc));
+        status = 1;
+        goto out_store;
+    }
     if ((rc = ingest_new(&cfg, store, &ing)) != 0) {
         status = rc == -EINVAL ? 2 : 1;
         goto out_store;
@@ -273,6 +286,7 @@ out_store:
     auth_stack_free(&as);
     serve_free(sv);
     ingest_free(ing);
+    valve_stop();
     if (store) {
         selfmetrics_unregister(store_collect, store);
         store_free(store);

@@ -39,12 +39,14 @@ REQUIRED = [
     "metrics_adapter_map_live_entries", "metrics_adapter_map_pending_entries",
     "metrics_adapter_map_reclaimed_entries_total", "metrics_adapter_map_buckets",
     "metrics_adapter_map_resizes_total", "metrics_adapter_map_inserts_total", "metrics_adapter_map_deletes_total",
+    "metrics_adapter_rcu_grace_period_seconds_bucket",
     "metrics_adapter_series_live", "metrics_adapter_groups_live", "metrics_adapter_series_created_total",
     "metrics_adapter_series_deleted_total", "metrics_adapter_series_refused_total",
     "metrics_adapter_remote_write_requests_total", "metrics_adapter_remote_write_received_bytes_total",
     "metrics_adapter_samples_accepted_total", "metrics_adapter_samples_dropped_total",
     "metrics_adapter_http_requests_total",
-    "metrics_adapter_metrics_scrapes_total",
+    "metrics_adapter_metrics_scrapes_total", "metrics_adapter_memory_valve_state",
+    "metrics_adapter_memory_limit_bytes",
 ]
 
 
@@ -86,7 +88,7 @@ def om_check(tc, text):
 
 class MetricsTest(unittest.TestCase):
     def test_formats(self):
-        with harness.Adapter() as a:
+        with harness.Adapter(["--secure-port=0", "--memory-limit=2Gi"]) as a:
             t = int(time.time() * 1000)
             series = [rw.series({"__name__": "it_metric", "namespace": "ns", "pod": "p%d" % i}, [(t, 1.0)])
                       for i in range(N_SERIES)]
@@ -106,6 +108,8 @@ class MetricsTest(unittest.TestCase):
                 self.assertTrue(any(k[0] == name for k in m.samples), "%s missing" % name)
             self.assertEqual(m.get("metrics_adapter_series_live"), N_SERIES)
             self.assertGreaterEqual(m.get("metrics_adapter_map_live_entries"), N_SERIES)
+            self.assertEqual(m.get("metrics_adapter_memory_limit_bytes"), 2 << 30)
+            self.assertEqual(m.get("metrics_adapter_memory_valve_state"), 0)
             self.assertGreater(m.get("process_resident_memory_bytes"), 1 << 20)
             # Per table kind: the series tables hold exactly the series written.
             self.assertEqual(m.get("metrics_adapter_map_table_live_entries", table="store_series"), N_SERIES)
@@ -127,10 +131,11 @@ class MetricsTest(unittest.TestCase):
             families = om_check(self, om)
             self.assertEqual(families.get("metrics_adapter_remote_write_requests"), "counter")
             self.assertEqual(families.get("process_cpu_seconds"), "counter")
+            self.assertEqual(families.get("metrics_adapter_rcu_grace_period_seconds"), "histogram")
             self.assertIn('metrics_adapter_remote_write_requests_total{code="204"} 1\n', om)
             # The same samples as the text form, apart from values that move between scrapes.
             moving = re.compile(r"^(process_|metrics_adapter_(http_requests|metrics_scrapes|rcu_grace|"
-                                r"remote_write_received|map_|series_table))")
+                                r"memory_valve_resident|remote_write_received|map_|series_table))")
             sample_names = lambda s: {ln.split(" ")[0] for ln in s.split("\n")
                                       if ln and not ln.startswith("#") and not moving.match(ln)}
             st, _, body = a.get("/metrics")
