@@ -18,7 +18,9 @@
  *
  * Counters (selfmetrics): metrics_adapter_remote_write_requests_total{code},
  * metrics_adapter_remote_write_received_bytes_total,
- * metrics_adapter_remote_write_series_total{result="stored|invalid|refused"}.
+ * metrics_adapter_remote_write_series_total{result="stored|invalid|refused|
+ * dropped_no_rule"}, metrics_adapter_remote_write_throttled_total (requests
+ * that waited for pending reclaims, see ml_throttle()).
  *
  * Thread safety: the handler runs on any HTTP pool thread (registered RCU
  * readers); ingest_new/ingest_add_routes/ingest_free are called from main.
