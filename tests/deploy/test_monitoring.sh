@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deploy/monitoring: the alert rules are valid (promtool check rules), the
+# deploy/monitoring: the alert rules are valid (promtool check rules) and
+# behave as alerts_test.yaml says (promtool test rules), the
 # PrometheusRule is exactly what gen-prometheusrule.sh makes of them, and every
 # metrics_adapter_* / process_* name the rules use is one the adapter's
 # sources export (a rule on a name nobody exports would never fire).
@@ -14,6 +15,13 @@ if ! out=$(promtool check rules "$mon/alerts.yaml" 2>&1); then
   echo "$out"; echo "FAIL: promtool check rules deploy/monitoring/alerts.yaml"; fail=1
 else
   echo "ok   promtool: $(tr '\n' ' ' <<<"$out")"
+fi
+
+# The alerts fire on the series the adapter exports, and stay quiet otherwise.
+if ! out=$(cd "$mon" && promtool test rules alerts_test.yaml 2>&1); then
+  echo "$out"; echo "FAIL: promtool test rules deploy/monitoring/alerts_test.yaml"; fail=1
+else
+  echo "ok   promtool test rules: $(tr '\n' ' ' <<<"$out")"
 fi
 
 tmp=$(mktemp -d)
@@ -34,7 +42,10 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
         print(r["expr"])' "$mon/alerts.yaml" | grep -oE '\b(metrics_adapter|process)_[a-z0-9_]+' | sort -u)
 [ -n "$names" ] || { echo "FAIL: found no metrics_adapter_* names in the rules"; fail=1; }
 for n in $names; do
-  if grep -rqF "\"$n\"" "$src/adapter" "$src/maplib" "$src/api"; then
+  # A histogram's series are exported under the family's name.
+  fam=$(sed -E 's/_(bucket|sum|count)$//' <<<"$n")
+  if grep -rqF "\"$n\"" "$src/adapter" "$src/maplib" "$src/api" ||
+     grep -rqF "\"$fam\"" "$src/adapter" "$src/maplib" "$src/api"; then
     echo "ok   $n is exported"
   else
     echo "FAIL: $n is used by deploy/monitoring/alerts.yaml but no source file in adapter/, maplib/ or api/ exports it"
