@@ -26,6 +26,7 @@
 #include <maplib/maplib.h>
 
 #include "auth.h"
+#include "debug.h"
 #include "flags.h"
 #include "http.h"
 #include "ingest.h"
@@ -93,6 +94,15 @@ static int start_listener(const struct ma_config *cfg, struct ingest *ing, struc
         return 1;
     }
     if ((rc = selfmetrics_add_routes(srv)) != 0) {
+        log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
+        http_server_free(srv);
+        return 1;
+    }
+    /* The debug endpoint is served on a loopback listener only (debug.h). */
+    if (cfg->debug_endpoint && !ingest_address_is_loopback(cfg->listen_address)) {
+        log_warn("debug endpoint not served: the listener is not loopback", "flag=--debug-endpoint addr=%s",
+                 cfg->listen_address);
+    } else if (cfg->debug_endpoint && (rc = debug_add_routes(srv)) != 0) {
         log_error("cannot add routes", "listener=ingest error=%s", strerror(-rc));
         http_server_free(srv);
         return 1;
