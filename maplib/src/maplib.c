@@ -143,6 +143,7 @@ struct ml_map {
     ml_reclaim_fn reclaim;
     struct ml_stripe *stripes;
     unsigned long min_buckets;
+    unsigned long max_buckets;
     unsigned long buckets; /* written under resize_lock */
     uint64_t resizes;      /* written under resize_lock */
     pthread_mutex_t resize_lock;
@@ -337,14 +338,16 @@ static uint64_t map_live(struct ml_map *map)
 }
 
 /* The sizing policy: the bucket count a map with @count entries should have. */
-static unsigned long policy_target(uint64_t count, unsigned long cur, unsigned long min)
+static unsigned long policy_target(uint64_t count, unsigned long cur, unsigned long min, unsigned long max)
 {
     unsigned long t = cur;
 
-    if (count > 2 * (uint64_t)cur && cur < ML_MAX_BUCKETS)
+    if (count > (uint64_t)cur && cur < max)
         t = next_pow2(count);
     else if (cur > min && count * 8 < cur)
         t = next_pow2(count);
+    if (t > max)
+        t = max;
     return t < min ? min : t;
 }
 
@@ -368,13 +371,13 @@ static int check_size(struct ml_map *map, struct ml_stripe *st, uint64_t ops)
 {
     uint64_t count = map_live(map);
     unsigned long cur = __atomic_load_n(&map->buckets, __ATOMIC_RELAXED);
-    unsigned long t = policy_target(count, cur, map->min_buckets);
+    unsigned long t = policy_target(count, cur, map->min_buckets, map->max_buckets);
 
     if (t != cur)
         return 1;
     if (st) {
         /* Distance to the nearest threshold, shared among the stripes. */
-        uint64_t d = count <= 2 * (uint64_t)cur ? 2 * (uint64_t)cur + 1 - count : UINT64_MAX / 4;
+        uint64_t d = count <= (uint64_t)cur ? (uint64_t)cur + 1 - count : UINT64_MAX / 4;
         if (cur > map->min_buckets) {
             uint64_t lo = cur / 8;
             uint64_t dlo = count >= lo ? count - lo + 1 : 1;
@@ -427,7 +430,7 @@ static int do_resize(struct ml_map *map)
 
     pthread_mutex_lock(&map->resize_lock);
     unsigned long cur = map->buckets;
-    unsigned long t = policy_target(map_live(map), cur, map->min_buckets);
+    unsigned long t = policy_target(map_live(map), cur, map->min_buckets, map->max_buckets);
     if (t != cur) {
         cds_lfht_resize(map->ht, t);
         __atomic_store_n(&map->buckets, t, __ATOMIC_RELAXED);
@@ -657,6 +660,10 @@ int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out)
 
     if (!cfg || !cfg->reclaim || !out || cfg->min_buckets > ML_MAX_BUCKETS)
         return -EINVAL;
+    /* cds_lfht takes the contiguous (mmap) bucket layout for a max <= 2^32. */
+    if (cfg->max_buckets && ((cfg->max_buckets & (cfg->max_buckets - 1)) || cfg->max_buckets > (1UL << 32) ||
+                             cfg->max_buckets < (cfg->min_buckets ? cfg->min_buckets : 1)))
+        return -EINVAL;
     ensure_init();
     min = next_pow2(cfg->min_buckets ? cfg->min_buckets : 1);
     nlen = cfg->name ? strlen(cfg->name) : 0;
@@ -672,9 +679,17 @@ int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out)
         memcpy(map->name, cfg->name, nlen);
     map->reclaim = cfg->reclaim;
     map->min_buckets = min;
+    map->max_buckets = cfg->max_buckets ? cfg->max_buckets : ML_MAX_BUCKETS;
     map->buckets = min;
     /* No CDS_LFHT_AUTO_RESIZE, no ACCOUNTING: maplib sizes the table itself. */
-    map->ht = cds_lfht_new(min, 1, 0, 0, NULL);
+    /*
+     * max_buckets == 0: cds_lfht's order allocator, one small array per
+     * doubling, cheap for the many small maps. Otherwise one reservation of
+     * max_buckets nodes populated as the table grows: a bucket is then one
+     * array index away, which measured up to ~1.5-2x faster lookups in a
+     * 100,000-entry map on this machine (bench/README.md).
+     */
+    map->ht = cds_lfht_new(min, 1, cfg->max_buckets, 0, NULL);
     if (!map->ht) {
         err = -ENOMEM;
         goto fail_stripes;

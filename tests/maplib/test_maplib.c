@@ -37,6 +37,14 @@ static void test_new_invalid(void)
     cfg.reclaim = t_reclaim;
     cfg.min_buckets = 1UL << 40;
     CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
+    cfg.min_buckets = 0;
+    cfg.max_buckets = 3; /* not a power of two */
+    CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
+    cfg.max_buckets = 1UL << 33; /* beyond the contiguous layout */
+    CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
+    cfg.min_buckets = 64;
+    cfg.max_buckets = 32; /* below the minimum */
+    CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
     /* Out-parameters are written only on success. */
     CHECK_PTR(m, (struct ml_map *)0x1);
 }
@@ -256,6 +264,31 @@ static void test_sizing(void)
     CHECK_EQ(ml_map_destroy(m), 0);
 }
 
+/* A map with max_buckets (contiguous layout) grows up to its cap, not beyond. */
+static void test_max_buckets(void)
+{
+    struct ml_map_config cfg = {.name = "capped", .min_buckets = 1, .reclaim = t_reclaim, .max_buckets = 64};
+    struct ml_map *m = NULL;
+    struct ml_stats st;
+    char key[16];
+
+    CHECK_EQ(ml_map_new(&cfg, &m), 0);
+    rcu_read_lock();
+    for (unsigned i = 0; i < 1000; i++) {
+        key_of(key, sizeof(key), i);
+        CHECK_EQ(ml_insert(m, &t_ent_new(key, i)->node, NULL), 0);
+    }
+    for (unsigned i = 0; i < 1000; i++) {
+        key_of(key, sizeof(key), i);
+        CHECK(ml_lookup(m, key, strlen(key)) != NULL);
+    }
+    rcu_read_unlock();
+    ml_map_maintain(m);
+    ml_map_stats(m, &st);
+    CHECK_EQ(st.buckets, 64);
+    CHECK_EQ(ml_map_destroy(m), 0);
+}
+
 static void test_destroy_with_entries(void)
 {
     struct ml_map *m = new_map("t", 1);
@@ -410,6 +443,7 @@ int main(void)
     test_replace();
     test_iteration();
     test_sizing();
+    test_max_buckets();
     test_destroy_with_entries();
     test_retire();
     test_stats_total();

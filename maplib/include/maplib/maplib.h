@@ -115,6 +115,22 @@ struct ml_map_config {
     unsigned long min_buckets;
     /* Frees the enclosing entry after a grace period. Required. */
     ml_reclaim_fn reclaim;
+    /*
+     * Maximum number of buckets, a power of two <= 2^32, or 0 for no limit.
+     * It also selects the bucket array's layout:
+     *  0: cds_lfht's order allocator, one small array per doubling. Cheapest
+     *     for small maps (a map starts at one 16-byte bucket), and what the
+     *     many per-group maps should use.
+     *  non-zero: one contiguous reservation of max_buckets * 16 bytes of
+     *     address space (PROT_NONE until the table grows into it; 1-2 VMAs
+     *     per map). A bucket is one array index away: in a 100,000-entry map
+     *     lookups measured up to ~1.5-2x faster than with the order
+     *     allocator (bench/README.md, "maplib"). Meant for the few big maps,
+     *     e.g. 1 << 24 for a series index (256 MB of address space, none of
+     *     it resident until used). Past max_buckets the map keeps working
+     *     with longer chains.
+     */
+    unsigned long max_buckets;
 };
 
 /* Counters of one map. Gauges are exact when the map is quiescent. */
