@@ -62,6 +62,43 @@
 /* A body this many times over its cap is not worth reading to the end. */
 #define DISCARD_FACTOR 4
 
+/*
+ * Requests of one route (or of none: the listener's 404s), by status code,
+ * and their latency from the first callback to the response being queued
+ * (the handler's work and the body upload; not the socket write). Relaxed
+ * atomics: each request adds to its own route's words, no lock.
+ */
+static const double lat_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+#define NLAT (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
+struct route_stats {
+    _Atomic uint64_t by_code[500];  /* 100..599 */
+    _Atomic uint64_t lat[NLAT + 1]; /* per bucket, not cumulative; last is +Inf */
+    _Atomic uint64_t lat_sum_ns;
+};
+
+static struct route_stats *route_stats_new(void)
+{
+    struct route_stats *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        fprintf(stderr, "fatal: out of memory\n");
+        abort();
+    }
+    return rs;
+}
+
+static void route_stats_add(struct route_stats *rs, int status, double seconds)
+{
+    if (status >= 100 && status <= 599)
+        atomic_fetch_add_explicit(&rs->by_code[status - 100], 1, memory_order_relaxed);
+    unsigned i = 0;
+    while (i < NLAT && seconds > lat_bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&rs->lat[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rs->lat_sum_ns, (uint64_t)(seconds > 0 ? seconds * 1e9 : 0),
+                              memory_order_relaxed);
+}
+
 struct route {
     char *pattern;
     size_t plen;
@@ -69,6 +106,7 @@ struct route {
     size_t body_cap;
     http_handler_fn fn;
     void *ctx;
+    struct route_stats *stats; /* handler="<pattern>" in metrics */
 };
 
 struct http_server {
@@ -99,6 +137,7 @@ struct http_server {
 
     /* Requests answered, by status code (100..599); relaxed counters. */
     _Atomic uint64_t by_code[500];
+    struct route_stats *unrouted; /* requests no route matched: handler="none" */
 };
 
 struct req_state {
@@ -212,6 +251,7 @@ int http_server_new(const struct http_listener_config *cfg, struct http_server *
     srv->max_connections = cfg->max_connections ? cfg->max_connections : 1024;
     srv->timeout_s = cfg->timeout_s;
     srv->default_body_cap = cfg->default_body_cap ? cfg->default_body_cap : 1 << 20;
+    srv->unrouted = route_stats_new();
     *out = srv;
     return 0;
 }
@@ -236,6 +276,7 @@ int http_route(struct http_server *srv, const char *pattern, int flags, size_t b
     r->body_cap = body_cap ? body_cap : srv->default_body_cap;
     r->fn = fn;
     r->ctx = ctx;
+    r->stats = route_stats_new();
     return 0;
 }
 
@@ -472,10 +513,11 @@ static enum MHD_Result send_response(struct http_server *srv, struct MHD_Connect
     if (ret == MHD_YES) {
         st->responded = 1;
         count_status(srv, status);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double us = ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - st->start) * 1e6;
+        route_stats_add(st->route ? st->route->stats : srv->unrouted, status, us / 1e6);
         if (log_enabled(LOG_DEBUG)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            double us = ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - st->start) * 1e6;
             log_debug("request", "listener=%s method=%s path=%s status=%d bytes=%zu duration_us=%.0f",
                       srv->name, st->method, st->url, status, len, us);
         }
@@ -620,20 +662,75 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 static pthread_mutex_t servers_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct http_server *servers;
 
-static void http_collect(void *ctx, struct buf *out)
+/* One route's series of both families; @fam 0: the request counter, 1: the histogram. */
+static void collect_route(struct buf *out, int fam, const char *listener, const char *handler,
+                          struct route_stats *rs)
 {
-    static const char name[] = "metrics_adapter_http_requests_total";
-    char code[8];
-    pthread_mutex_lock(&servers_mu);
-    expo_header(out, name, "counter", "HTTP requests answered, by listener and status code.");
-    for (struct http_server *srv = servers; srv; srv = srv->next) {
+    static const char reqs[] = "metrics_adapter_http_requests_total";
+    static const char dur[] = "metrics_adapter_http_request_duration_seconds";
+    char code[8], le[32], name[64];
+    if (fam == 0) {
         for (int i = 0; i < 500; i++) {
-            uint64_t v = atomic_load_explicit(&srv->by_code[i], memory_order_relaxed);
+            uint64_t v = atomic_load_explicit(&rs->by_code[i], memory_order_relaxed);
             if (!v)
                 continue;
             snprintf(code, sizeof(code), "%d", i + 100);
-            const char *labels[] = {"listener", srv->name, "code", code, NULL};
-            expo_sample_u64(out, name, labels, v);
+            const char *labels[] = {"listener", listener, "handler", handler, "code", code, NULL};
+            expo_sample_u64(out, reqs, labels, v);
+        }
+        return;
+    }
+    uint64_t cum = 0;
+    snprintf(name, sizeof(name), "%s_bucket", dur);
+    for (unsigned i = 0; i <= NLAT; i++) {
+        cum += atomic_load_explicit(&rs->lat[i], memory_order_relaxed);
+        if (i == NLAT) {
+            snprintf(le, sizeof(le), "+Inf");
+        } else {
+            struct buf lb = BUF_INIT;
+            expo_double(&lb, lat_bounds[i]);
+            snprintf(le, sizeof(le), "%s", lb.data);
+            buf_free(&lb);
+        }
+        const char *labels[] = {"listener", listener, "handler", handler, "le", le, NULL};
+        expo_sample_u64(out, name, labels, cum);
+    }
+    const char *labels[] = {"listener", listener, "handler", handler, NULL};
+    snprintf(name, sizeof(name), "%s_sum", dur);
+    expo_sample(out, name, labels, (double)atomic_load_explicit(&rs->lat_sum_ns, memory_order_relaxed) / 1e9);
+    snprintf(name, sizeof(name), "%s_count", dur);
+    expo_sample_u64(out, name, labels, cum);
+}
+
+/* Whether the handler has answered anything yet (idle routes are left out of the exposition). */
+static int route_used(struct route_stats *rs)
+{
+    for (unsigned i = 0; i <= NLAT; i++)
+        if (atomic_load_explicit(&rs->lat[i], memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+static void http_collect(void *ctx, struct buf *out)
+{
+    (void)ctx;
+    pthread_mutex_lock(&servers_mu);
+    for (int fam = 0; fam < 2; fam++) {
+        if (fam == 0)
+            expo_header(
+                out, "metrics_adapter_http_requests_total", "counter",
+                "HTTP requests answered, by listener, handler (route pattern; none: no route) and status "
+                "code.");
+        else
+            expo_header(
+                out, "metrics_adapter_http_request_duration_seconds", "histogram",
+                "Time from a request's headers to its response being queued, by listener and handler.");
+        for (struct http_server *srv = servers; srv; srv = srv->next) {
+            for (size_t i = 0; i < srv->nroutes; i++)
+                if (route_used(srv->routes[i].stats))
+                    collect_route(out, fam, srv->name, srv->routes[i].pattern, srv->routes[i].stats);
+            if (route_used(srv->unrouted))
+                collect_route(out, fam, srv->name, "none", srv->unrouted);
         }
     }
     pthread_mutex_unlock(&servers_mu);
@@ -755,8 +852,11 @@ void http_server_free(struct http_server *srv)
         pthread_mutex_unlock(&hs_mu);
     }
     free(srv->client_ca_pem);
-    for (size_t i = 0; i < srv->nroutes; i++)
+    for (size_t i = 0; i < srv->nroutes; i++) {
         free(srv->routes[i].pattern);
+        free(srv->routes[i].stats);
+    }
+    free(srv->unrouted);
     free(srv->routes);
     free(srv->name);
     free(srv->address);

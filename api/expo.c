@@ -3,9 +3,10 @@
  *
  * Doubles: Go's strconv.FormatFloat(v, 'g', -1, 64), which Prometheus's
  * clients use, prints the shortest digit string that parses back to the same
- * double. printf has no such mode, so we try precisions 1..17 with %g and keep
- * the first that round-trips (17 always does for IEEE doubles). Values are
- * usually integers or short decimals, so this stops after a few tries.
+ * double. printf has no such mode, so we try precisions 1..17 with %e and keep
+ * the first that round-trips (17 always does for IEEE doubles), then lay the
+ * digits out as Go does. Values are usually integers or short decimals, so
+ * this stops after a few tries.
  */
 #include "expo.h"
 
@@ -62,11 +63,22 @@ void expo_double(struct buf *b, double v)
         buf_puts(b, v > 0 ? "+Inf" : "-Inf");
         return;
     }
-    char tmp[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+    /* The shortest digit string that round-trips, then Go's layout for
+     * 'g' with shortest precision: exponent form when the decimal exponent
+     * is below -4 or at least 6 ("1e+06", "1e-05"), plain otherwise ("10",
+     * "0.001", "123456"). */
+    char tmp[48];
+    int prec;
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, v);
         if (strtod(tmp, NULL) == v)
             break;
+    }
+    snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, v);
+    int exp = atoi(strchr(tmp, 'e') + 1);
+    if (exp >= -4 && exp < 6) {
+        int decimals = prec - 1 - exp;
+        snprintf(tmp, sizeof(tmp), "%.*f", decimals > 0 ? decimals : 0, v);
     }
     buf_puts(b, tmp);
 }

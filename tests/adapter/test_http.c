@@ -236,8 +236,15 @@ static void test_metrics(struct http_server *srv)
     CHECK_INT(simple(http_port(srv), "GET", "/metrics", NULL, out, sizeof(out)), 200);
     CHECK_HAS(out, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
     CHECK_HAS(out, "# TYPE metrics_adapter_http_requests_total counter\n");
-    CHECK_HAS(out, "metrics_adapter_http_requests_total{listener=\"test\",code=\"413\"} ");
-    CHECK_HAS(out, "metrics_adapter_http_requests_total{listener=\"test\",code=\"404\"} 2\n");
+    CHECK_HAS(out, "metrics_adapter_http_requests_total{listener=\"test\",handler=\"/small\",code=\"413\"} ");
+    CHECK_HAS(out,
+              "metrics_adapter_http_requests_total{listener=\"test\",handler=\"none\",code=\"404\"} 2\n");
+    /* One latency histogram per handler that answered. */
+    CHECK_HAS(out, "# TYPE metrics_adapter_http_request_duration_seconds histogram\n");
+    CHECK_HAS(out, "metrics_adapter_http_request_duration_seconds_bucket{listener=\"test\",handler=\"none\","
+                   "le=\"10\"} 2\n");
+    CHECK_HAS(out,
+              "metrics_adapter_http_request_duration_seconds_count{listener=\"test\",handler=\"none\"} 2\n");
     CHECK_HAS(out, "process_resident_memory_bytes ");
 }
 
