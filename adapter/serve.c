@@ -358,6 +358,7 @@ static void discover(struct serve *sv, const struct rules_set *rules, struct rul
     char text[16384];
     struct sigset seen = {0};
     bool config = rules_is_config(rules);
+    int64_t oldest_ok = wall_ms() - sv->ttl_ms;
     struct store_iter mit;
     for (struct store_metric *m = store_metric_first(sv->store, &mit); m;
          m = store_metric_next(sv->store, &mit)) {
@@ -366,6 +367,8 @@ static void discover(struct serve *sv, const struct rules_set *rules, struct rul
         struct store_iter git, sit;
         for (struct store_group *g = store_group_first(m, &git); g; g = store_group_next(m, &git)) {
             for (struct store_series *s = store_series_first(g, &sit); s; s = store_series_next(g, &sit)) {
+                if (store_series_newest(s) < oldest_ok)
+                    continue; /* idle past the TTL: never served, so not listed */
                 struct store_label_iter li;
                 struct api_rw_label l;
                 size_t n = 0, used = 0;

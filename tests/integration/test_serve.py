@@ -67,6 +67,8 @@ def fill(a, newest_ms):
         # A cluster-level series without a namespace: external reads in any namespace include it.
         gauge({"__name__": "jobs_waiting", "queue": "email"}, 12, newest_ms),
         gauge({"__name__": "jobs_waiting", "queue": "sms", "namespace": "ns1"}, 3, newest_ms),
+        # Idle longer than --series-ttl (5m): never served, even before the reaper deletes it.
+        gauge({"__name__": "old_gauge", "namespace": "ns1", "pod": "pod-a"}, 1, newest_ms - 301000),
         # A NaN gauge: left out of every answer.
         gauge({"__name__": "broken", "namespace": "ns1", "pod": "pod-a"}, float("nan"), newest_ms),
     ]
@@ -101,6 +103,7 @@ CASES += [
     ("404-unknown-object", V2 + "/namespaces/ns1/pods/pod-z/http_requests", 404),
     ("404-other-namespace", V2 + "/namespaces/ns3/pods/*/queue_depth", 404),
     ("404-nan-only", V2 + "/namespaces/ns1/pods/pod-a/broken", 404),
+    ("404-past-ttl", V2 + "/namespaces/ns1/pods/*/old_gauge", 404),
     ("404-external", EXT + "/namespaces/ns1/no_such_metric", 404),
     ("404-openapi", "/openapi/v2", 404),
     ("400-selector", V2 + "/namespaces/ns1/pods/*/http_requests?labelSelector=" + urllib.parse.quote("app in (web"),
