@@ -37,9 +37,29 @@
 #include "flags.h"
 #include "k8s_json.h"
 #include "log.h"
+#include "selfmetrics.h"
 #include "tls.h"
 
 #define MAX_LIST 16
+
+#define AUTHN_HELP "Requests on the secure listener by how they were authenticated (failed: 401)."
+SM_COUNTER(c_authn_rh, "metrics_adapter_authentication_total", "method=\"requestheader\"", AUTHN_HELP)
+SM_COUNTER(c_authn_x509, "metrics_adapter_authentication_total", "method=\"x509\"", AUTHN_HELP)
+SM_COUNTER(c_authn_token, "metrics_adapter_authentication_total", "method=\"token\"", AUTHN_HELP)
+SM_COUNTER(c_authn_anon, "metrics_adapter_authentication_total", "method=\"anonymous\"", AUTHN_HELP)
+SM_COUNTER(c_authn_failed, "metrics_adapter_authentication_total", "method=\"failed\"", AUTHN_HELP)
+#define AUTHZ_HELP                                                                                           \
+    "Authorization decisions on the secure listener, and whether a review answered or the cache."
+SM_COUNTER(c_authz_allow_rev, "metrics_adapter_authorization_total", "decision=\"allow\",source=\"review\"",
+           AUTHZ_HELP)
+SM_COUNTER(c_authz_allow_cache, "metrics_adapter_authorization_total", "decision=\"allow\",source=\"cache\"",
+           AUTHZ_HELP)
+SM_COUNTER(c_authz_deny_rev, "metrics_adapter_authorization_total", "decision=\"deny\",source=\"review\"",
+           AUTHZ_HELP)
+SM_COUNTER(c_authz_deny_cache, "metrics_adapter_authorization_total", "decision=\"deny\",source=\"cache\"",
+           AUTHZ_HELP)
+SM_COUNTER(c_authz_error, "metrics_adapter_authorization_total", "decision=\"error\",source=\"review\"",
+           AUTHZ_HELP)
 
 struct cache_entry {
     char *key; /* NULL: empty slot */
@@ -590,15 +610,18 @@ static enum outcome authorize(struct auth *a, const struct kube_user *u, const s
     enum outcome out;
     if (cache_get(&a->sar, key.data, key.len, &allowed, NULL)) {
         atomic_fetch_add(&a->sar_hits, 1);
+        sm_inc(allowed ? &c_authz_allow_cache : &c_authz_deny_cache);
         out = allowed ? OK : FORBIDDEN;
     } else {
         atomic_fetch_add(&a->sar_calls, 1);
         int rc = kube_sar(a->kube, u, at, &allowed, reason, reasonlen);
         if (rc) {
             snprintf(reason, reasonlen, "SubjectAccessReview failed: %s", strerror(-rc));
+            sm_inc(&c_authz_error);
             out = AUTHZ_FAILURE;
         } else {
             cache_put(&a->sar, key.data, key.len, allowed, NULL, a->ttl_ms);
+            sm_inc(allowed ? &c_authz_allow_rev : &c_authz_deny_rev);
             out = allowed ? OK : FORBIDDEN;
         }
     }
@@ -653,9 +676,24 @@ int auth_guard(void *ctx, struct http_request *req, struct http_response *resp)
     char abuf[8192], reason[512] = "";
     const char *how = "";
     if (authenticate(a, req, &u, &how) != 0) {
+        sm_inc(&c_authn_failed);
         log_debug("request not authenticated", "path=%s", req->path);
         memset(&at, 0, sizeof(at));
         return deny(resp, UNAUTHORIZED, &u, &at, NULL);
+    }
+    switch (how[0]) {
+    case 'r':
+        sm_inc(&c_authn_rh);
+        break;
+    case 'x':
+        sm_inc(&c_authn_x509);
+        break;
+    case 't':
+        sm_inc(&c_authn_token);
+        break;
+    default:
+        sm_inc(&c_authn_anon);
+        break;
     }
     if (strcmp(how, "anonymous") != 0 && !has_group(&u, "system:authenticated"))
         kube_user_add_group(&u, "system:authenticated");

@@ -36,8 +36,14 @@
 #include <gnutls/x509.h>
 
 #include "log.h"
+#include "selfmetrics.h"
 
 #define MAX_CHAIN 16
+
+#define RELOAD_HELP                                                                                          \
+    "Certificate and CA files reloaded after a change, and changes not usable yet (kept the old)."
+SM_COUNTER(c_reload_ok, "metrics_adapter_tls_reloads_total", "result=\"reloaded\"", RELOAD_HELP)
+SM_COUNTER(c_reload_kept, "metrics_adapter_tls_reloads_total", "result=\"kept\"", RELOAD_HELP)
 
 struct file_id {
     dev_t dev;
@@ -247,6 +253,7 @@ int tls_server_check(struct tls_server *s)
         log_warn("serving certificate changed but is not usable yet; keeping the current one",
                  "cert=%s key=%s error=%s", s->cert_path, s->key_path,
                  rc == -EINVAL ? "the pair does not parse or the key does not match" : strerror(-rc));
+        sm_inc(&c_reload_kept);
         return 0;
     }
     pthread_mutex_lock(&s->mu);
@@ -255,6 +262,7 @@ int tls_server_check(struct tls_server *s)
     s->cur = c;
     pthread_mutex_unlock(&s->mu);
     tls_creds_release(&old->pub); /* freed now, or by the last handshake still using it */
+    sm_inc(&c_reload_ok);
     log_info("serving certificate reloaded", "cert=%s generation=%lu", s->cert_path, c->pub.generation);
     return 1;
 }
@@ -469,6 +477,7 @@ int tls_trust_check(struct tls_trust *t)
     if (rc) {
         log_warn("CA file changed but holds no usable certificate; keeping the current one", "file=%s",
                  t->path);
+        sm_inc(&c_reload_kept);
         return 0;
     }
     pthread_rwlock_wrlock(&t->lock);
@@ -479,6 +488,7 @@ int tls_trust_check(struct tls_trust *t)
     pthread_rwlock_unlock(&t->lock);
     gnutls_x509_trust_list_deinit(old, 1);
     free(oldpem);
+    sm_inc(&c_reload_ok);
     log_info("client CA reloaded", "file=%s", t->path);
     return 1;
 }

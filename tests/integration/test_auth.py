@@ -206,6 +206,17 @@ def run(tmp):
             assert st == 404 and len(k.sars()) == n + 1, (st, n, len(k.sars()))
             print("timeout: 500 in %.2fs, not cached: ok" % took)
 
+            # The counters on /metrics (plain loopback listener) agree with what happened above.
+            m = a.metrics()
+            assert m.get("metrics_adapter_authentication_total", method="failed") == 4, m.series(
+                "metrics_adapter_authentication_total")
+            for method in ("requestheader", "x509", "token", "anonymous"):
+                assert m.get("metrics_adapter_authentication_total", method=method) >= 1, method
+            for dec, src in (("allow", "review"), ("allow", "cache"), ("deny", "review"), ("deny", "cache"),
+                             ("error", "review")):
+                assert m.get("metrics_adapter_authorization_total", decision=dec, source=src) >= 1, (dec, src)
+            print("counters: ok")
+
         # 9. --anonymous-auth=false: no credentials is 401.
         started = start_with_port(lambda p: ["--secure-port=%d" % p, "--cert-dir=" + os.path.join(tmp, "c2"),
                                              "--anonymous-auth=false"] + common)

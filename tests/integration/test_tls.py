@@ -191,6 +191,10 @@ def test_reload(pki, tmp):
         r.read()
         assert peer_cert_sha256(keep) == gen1
         keep.close()
+        m = a.metrics()
+        assert m.get("metrics_adapter_tls_reloads_total", result="reloaded") == 1, m.series(
+            "metrics_adapter_tls_reloads_total")
+        assert m.get("metrics_adapter_tls_reloads_total", result="kept") >= 1
     print("reload: ok")
 
 
