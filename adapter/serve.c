@@ -81,6 +81,38 @@ static void count_code(int status)
     }
 }
 
+/*
+ * Reads of metric values (what the HPA asks), by API and outcome:
+ * metrics_adapter_metric_reads_total{api, outcome}. Discovery and the
+ * other paths are left out; their codes are in the counter above.
+ */
+#define READS_HELP "Metric value reads (the HPA's requests), by API version and outcome."
+#define READ_C(api, o)                                                                                       \
+    SM_COUNTER_INIT("metrics_adapter_metric_reads_total", "api=\"" api "\",outcome=\"" o "\"", READS_HELP)
+#define READS_ROW(api)                                                                                       \
+    {                                                                                                        \
+        READ_C(api, "ok"), READ_C(api, "not_found"), READ_C(api, "bad_request"), READ_C(api, "error")        \
+    }
+static struct sm_counter reads[3][4] = {
+    READS_ROW("custom.metrics.k8s.io/v1beta1"),
+    READS_ROW("custom.metrics.k8s.io/v1beta2"),
+    READS_ROW("external.metrics.k8s.io/v1beta1"),
+};
+
+static void __attribute__((constructor)) reads_register(void)
+{
+    for (int a = 0; a < 3; a++)
+        for (int o = 0; o < 4; o++)
+            sm_counter_register(&reads[a][o]);
+}
+
+static void count_read(const struct serve_path *p, int status)
+{
+    int api = p->external ? 2 : p->v1beta1 ? 0 : 1;
+    int outcome = status == 200 ? 0 : status == 404 ? 1 : status >= 400 && status < 500 ? 2 : 3;
+    sm_inc(&reads[api][outcome]);
+}
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -655,6 +687,8 @@ static void handle_apis(void *ctx, const struct http_request *req, struct http_r
     }
 done:
     count_code(resp->status);
+    if (route == SERVE_R_CUSTOM || route == SERVE_R_EXTERNAL)
+        count_read(&p, resp->status);
 }
 
 /* ---- the rule set ---- */

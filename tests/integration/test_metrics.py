@@ -44,7 +44,8 @@ REQUIRED = [
     "metrics_adapter_series_deleted_total", "metrics_adapter_series_refused_total",
     "metrics_adapter_remote_write_requests_total", "metrics_adapter_remote_write_received_bytes_total",
     "metrics_adapter_samples_accepted_total", "metrics_adapter_samples_dropped_total",
-    "metrics_adapter_http_requests_total",
+    "metrics_adapter_http_requests_total", "metrics_adapter_http_request_duration_seconds_bucket",
+    "metrics_adapter_metric_reads_total",
     "metrics_adapter_metrics_scrapes_total", "metrics_adapter_memory_valve_state",
     "metrics_adapter_memory_limit_bytes",
 ]
@@ -95,6 +96,14 @@ class MetricsTest(unittest.TestCase):
             st, _, body = a.post("/api/v1/write", rw.v1(series), rw.headers(1))
             self.assertEqual(st, 204, body)
 
+            # HPA reads, counted by API version and outcome; and the HTTP layer's view by handler.
+            st, _, body = a.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/p0/it_metric")
+            self.assertEqual(st, 200, body)
+            st, _, body = a.get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns/pods/p0/no_such_metric")
+            self.assertEqual(st, 404, body)
+            st, _, body = a.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/it_metric")
+            self.assertEqual(st, 200, body)
+
             # Text 0.0.4, identity.
             st, hdrs, body = a.get("/metrics")
             self.assertEqual(st, 200)
@@ -110,6 +119,15 @@ class MetricsTest(unittest.TestCase):
             self.assertGreaterEqual(m.get("metrics_adapter_map_live_entries"), N_SERIES)
             self.assertEqual(m.get("metrics_adapter_memory_limit_bytes"), 2 << 30)
             self.assertEqual(m.get("metrics_adapter_memory_valve_state"), 0)
+            reads = "metrics_adapter_metric_reads_total"
+            self.assertEqual(m.get(reads, api="custom.metrics.k8s.io/v1beta2", outcome="ok"), 1)
+            self.assertEqual(m.get(reads, api="custom.metrics.k8s.io/v1beta1", outcome="not_found"), 1)
+            self.assertEqual(m.get(reads, api="external.metrics.k8s.io/v1beta1", outcome="ok"), 1)
+            self.assertEqual(m.get(reads, api="custom.metrics.k8s.io/v1beta1", outcome="ok"), 0)
+            http = "metrics_adapter_http_requests_total"
+            self.assertEqual(m.get(http, listener="ingest", handler="/api/v1/write", code="204"), 1)
+            self.assertEqual(m.get("metrics_adapter_http_request_duration_seconds_count", listener="ingest",
+                                   handler="/api/v1/write"), 1)
             self.assertGreater(m.get("process_resident_memory_bytes"), 1 << 20)
             # Per table kind: the series tables hold exactly the series written.
             self.assertEqual(m.get("metrics_adapter_map_table_live_entries", table="store_series"), N_SERIES)
