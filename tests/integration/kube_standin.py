@@ -10,22 +10,26 @@ This is not a Kubernetes API server: no kube-apiserver is packaged on Debian 12
 and records every request (method, path, headers, parsed JSON body) in
 standin.requests, so tests can assert what the adapter sent and how often.
 standin.delay (seconds) holds every answer back, to test the client's timeouts.
-Plain HTTP only; stdlib only (run with /usr/bin/python3).
+Plain HTTP, or HTTPS with tls=(cert, key[, client CA]) (with a client CA the
+stand-in requires a client certificate from it); stdlib only (run with
+/usr/bin/python3).
 
     with KubeStandin() as k:
         k.allow = lambda spec: spec["user"] == "alice"
         path = k.write_kubeconfig(dir, token="adapter-sa-token")
 """
 
+import base64
 import http.server
 import json
 import os
+import ssl
 import threading
 import time
 
 
 class KubeStandin:
-    def __init__(self):
+    def __init__(self, tls=None):
         self.requests = []
         self.lock = threading.Lock()
         self.allow = lambda spec: False  # SAR decision
@@ -93,6 +97,14 @@ class KubeStandin:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            if len(tls) > 2 and tls[2]:
+                ctx.load_verify_locations(tls[2])
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -116,12 +128,27 @@ class KubeStandin:
         with self.lock:
             self.requests.clear()
 
-    def write_kubeconfig(self, directory, token="standin-token"):
-        path = os.path.join(directory, "kubeconfig")
+    def write_kubeconfig(self, directory, token="standin-token", ca=None, insecure=False, client=None,
+                         name="kubeconfig"):
+        """A kubeconfig for this stand-in. ca: CA file, referenced by a path relative to the
+        kubeconfig when it lives in the same directory; client: (cert, key) files, embedded
+        as client-certificate-data / client-key-data."""
+        cluster = "    server: %s\n" % self.url
+        if ca:
+            rel = os.path.relpath(ca, directory)
+            cluster += "    certificate-authority: %s\n" % rel
+        if insecure:
+            cluster += "    insecure-skip-tls-verify: true\n"
+        user = "    token: %s\n" % token if token else "    {}\n"
+        if client:
+            b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()
+            user = ("    client-certificate-data: %s\n    client-key-data: %s\n" % (b64(client[0]), b64(client[1]))
+                    + ("    token: %s\n" % token if token else ""))
+        path = os.path.join(directory, name)
         with open(path, "w") as f:
             f.write("apiVersion: v1\nkind: Config\ncurrent-context: standin\n"
-                    "clusters:\n- name: standin\n  cluster:\n    server: %s\n"
-                    "users:\n- name: adapter\n  user:\n    token: %s\n"
+                    "clusters:\n- name: standin\n  cluster:\n%s"
+                    "users:\n- name: adapter\n  user:\n%s"
                     "contexts:\n- name: standin\n  context:\n    cluster: standin\n    user: adapter\n"
-                    % (self.url, token))
+                    % (cluster, user))
         return path

@@ -23,7 +23,9 @@ Checks:
 - timeouts: a stand-in that answers too late gives 500 in bounded time,
   and the failure is not cached;
 - --anonymous-auth=false; CA flags left empty are read from the
-  extension-apiserver-authentication ConfigMap.
+  extension-apiserver-authentication ConfigMap;
+- the Kubernetes API over HTTPS (kubeconfig CA, embedded client certificate,
+  insecure-skip-tls-verify; an untrusted API certificate gives no decision).
 """
 
 import json
@@ -250,6 +252,35 @@ def run(tmp):
             st, _, _ = https(a.secure_port, "GET", OBJ, cert=bob)
             assert st == 404 and k.sars()[0]["spec"]["user"] == "bob", st
         print("ConfigMap defaults: ok")
+
+    # 11. The Kubernetes API over HTTPS: CA from the kubeconfig (a relative path), a client
+    # certificate embedded as *-data (the stand-in requires it); then insecure-skip-tls-verify.
+    pki.ca("apica")
+    api_cert = pki.cert("api", "apica", "kube-apiserver", server=True)
+    adapter_client = pki.cert("adapter-client", "clientca", "metrics-adapter")
+    with KubeStandin(tls=(api_cert[0], api_cert[1], pki.path("clientca.crt"))) as k:
+        k.allow = lambda spec: spec.get("user") == "bob"
+        for kc in (k.write_kubeconfig(tmp, token=None, ca=pki.path("apica.crt"), client=adapter_client,
+                                      name="kc-tls"),
+                   k.write_kubeconfig(tmp, token=None, insecure=True, client=adapter_client, name="kc-insecure")):
+            started = start_with_port(lambda p: ["--secure-port=%d" % p, "--cert-dir=" + os.path.join(tmp, "c4"),
+                                                 "--bind-address=127.0.0.1", "--kubeconfig=" + kc,
+                                                 "--client-ca-file=" + pki.path("clientca.crt")])
+            with started as a:
+                k.clear()
+                st, _, _ = https(a.secure_port, "GET", OBJ, cert=bob)
+                assert st == 404, st
+                assert k.sars()[0]["spec"]["user"] == "bob"
+        # A kubeconfig without the CA: the stand-in's certificate is not trusted, no decision: 500.
+        kc = k.write_kubeconfig(tmp, token=None, client=adapter_client, name="kc-noca")
+        started = start_with_port(lambda p: ["--secure-port=%d" % p, "--cert-dir=" + os.path.join(tmp, "c5"),
+                                             "--bind-address=127.0.0.1", "--kubeconfig=" + kc,
+                                             "--client-ca-file=" + pki.path("clientca.crt")])
+        with started as a:
+            k.clear()
+            st, _, body = https(a.secure_port, "GET", OBJ, cert=bob)
+            assert st == 500 and not k.sars(), (st, body)
+    print("Kubernetes API over TLS (CA, client certificate, insecure-skip-tls-verify): ok")
 
 
 if __name__ == "__main__":
