@@ -8,7 +8,9 @@ also used by test_auth.py).
    `..data` symlink; swapping the link makes the next handshake present the
    new certificate while a keep-alive connection opened before keeps working;
    a half-written pair (new certificate, old key) is not switched to.
-2. Remote write on a TLS ingest listener with --ingest-client-ca-file: a
+2. Client-CA rotation: replacing --client-ca-file changes which client
+   certificates verify, without a restart.
+3. Remote write on a TLS ingest listener with --ingest-client-ca-file: a
    client certificate from that CA is accepted (204), one from another CA or
    none is 401; the bearer token on a non-loopback plain listener is accepted,
    and nothing or a wrong token is 401.
@@ -198,6 +200,28 @@ def test_reload(pki, tmp):
     print("reload: ok")
 
 
+def test_client_ca_rotation(pki, tmp):
+    """--client-ca-file is the adapter's own trust list: replacing the file takes effect without a restart."""
+    pki.ca("oldca")
+    pki.ca("newca")
+    old_user = pki.cert("old-user", "oldca", "olduser")
+    new_user = pki.cert("new-user", "newca", "newuser")
+    cafile = os.path.join(tmp, "client-ca.crt")
+    shutil.copy(pki.path("oldca.crt"), cafile)
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/p/m"
+    started = start_with_port(lambda p: secure_args(p, os.path.join(tmp, "c-rot")) + [
+        "--client-ca-file=" + cafile, "--tls-reload-interval=100ms", "--authorization-always-allow"])
+    with started as a:
+        assert https(a.secure_port, "GET", path, cert=old_user)[0] == 404
+        assert https(a.secure_port, "GET", path, cert=new_user)[0] == 401
+        shutil.copy(pki.path("newca.crt"), cafile + ".tmp")
+        os.rename(cafile + ".tmp", cafile)
+        a.wait_log(r"client CA reloaded", timeout=10)
+        assert https(a.secure_port, "GET", path, cert=new_user)[0] == 404
+        assert https(a.secure_port, "GET", path, cert=old_user)[0] == 401
+    print("client CA rotation: ok")
+
+
 def test_ingest_tls(pki, tmp):
     cert = pki.cert("ingest-serving", "servingca", "ingest", server=True)
     ca = pki.ca("ingestca")
@@ -243,6 +267,7 @@ def main():
         pki = Pki(tmp)
         pki.ca("servingca")
         test_reload(pki, tmp)
+        test_client_ca_rotation(pki, tmp)
         test_ingest_tls(pki, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
