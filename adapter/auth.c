@@ -675,11 +675,14 @@ int auth_guard(void *ctx, struct http_request *req, struct http_response *resp)
     struct kube_attrs at;
     char abuf[8192], reason[512] = "";
     const char *how = "";
+    int rc = 0;
     if (authenticate(a, req, &u, &how) != 0) {
         sm_inc(&c_authn_failed);
         log_debug("request not authenticated", "path=%s", req->path);
         memset(&at, 0, sizeof(at));
-        return deny(resp, UNAUTHORIZED, &u, &at, NULL);
+        rc = deny(resp, UNAUTHORIZED, &u, &at, NULL);
+        kube_user_free(&u);
+        return rc;
     }
     switch (how[0]) {
     case 'r':
@@ -698,7 +701,6 @@ int auth_guard(void *ctx, struct http_request *req, struct http_response *resp)
     if (strcmp(how, "anonymous") != 0 && !has_group(&u, "system:authenticated"))
         kube_user_add_group(&u, "system:authenticated");
     req->authenticated = 1;
-    int rc = 0;
     if (!skips_authorization(req->path)) {
         if (auth_request_attrs(req->method, req->path, &at, abuf, sizeof(abuf)) != 0) {
             memset(&at, 0, sizeof(at));
