@@ -61,9 +61,11 @@ static int wait_for_stop(const sigset_t *set, struct serve *sv)
             return SIGTERM;
         }
         if (sig == SIGHUP) {
-            /* Reload hook: the rule set and certificates will be rebuilt here. */
+            /* Reload: the rule set now; certificates and CA files are polled
+             * anyway, SIGHUP only makes the watcher look at once. */
             log_info("reload requested", "signal=SIGHUP");
             serve_reload(sv); /* keeps the rules in use when the new ones do not load */
+            tls_watch_poke();
             continue;
         }
         return sig;

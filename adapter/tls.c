@@ -559,7 +559,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
-    int running, stop;
+    int running, stop, poked;
     unsigned interval_ms;
     struct tls_server *servers[8];
     unsigned nservers;
@@ -592,10 +592,11 @@ static void *watch_main(void *arg)
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
         }
-        while (!watch.stop && pthread_cond_timedwait(&watch.cv, &watch.mu, &dl) != ETIMEDOUT)
+        while (!watch.stop && !watch.poked && pthread_cond_timedwait(&watch.cv, &watch.mu, &dl) != ETIMEDOUT)
             ;
         if (watch.stop)
             break;
+        watch.poked = 0;
         pthread_mutex_unlock(&watch.mu);
         for (unsigned i = 0; i < watch.nservers; i++)
             tls_server_check(watch.servers[i]);
@@ -624,6 +625,14 @@ int tls_watch_start(unsigned interval_ms)
         return -rc;
     watch.running = 1;
     return 0;
+}
+
+void tls_watch_poke(void)
+{
+    pthread_mutex_lock(&watch.mu);
+    watch.poked = 1;
+    pthread_cond_signal(&watch.cv);
+    pthread_mutex_unlock(&watch.mu);
 }
 
 void tls_watch_stop(void)

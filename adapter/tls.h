@@ -112,6 +112,8 @@ int tls_verify_peer(struct tls_trust *t, gnutls_session_t session, struct tls_pe
 void tls_watch_add_server(struct tls_server *s);
 void tls_watch_add_trust(struct tls_trust *t);
 int tls_watch_start(unsigned interval_ms);
+/* Run the checks now rather than at the next interval (SIGHUP). Safe from any thread. */
+void tls_watch_poke(void);
 void tls_watch_stop(void);
 
 #endif /* ADAPTER_TLS_H */
