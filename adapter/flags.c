@@ -124,6 +124,10 @@ static const struct flag flag_table[] = {
      "memory valve: fraction of --memory-limit from which new series are refused (400)"},
     {"debug-endpoint", F_BOOL, OFF(debug_endpoint), "false",
      "serve GET /debug/maps (maplib table statistics, JSON) on a loopback --listen-address"},
+    {"snapshot-file", F_STRING, OFF(snapshot_file), "",
+     "store snapshot written on SIGTERM and loaded at start when younger than --series-ttl (\"\" = none)"},
+    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "10s",
+     "on SIGTERM, how long in-flight requests may take before the listeners are closed"},
 };
 
 #define NFLAGS (sizeof(flag_table) / sizeof(flag_table[0]))

@@ -88,6 +88,10 @@ struct ma_config {
     char *memory_limit;         /* --memory-limit: "auto", "0" (off) or a size */
     char *memory_soft_fraction; /* --memory-soft-fraction: (0, 1] */
     int debug_endpoint;         /* --debug-endpoint: serve /debug/maps on the loopback listener */
+
+    /* Graceful shutdown and warm restart (snapshot.h). */
+    char *snapshot_file;          /* --snapshot-file: "" = no snapshot */
+    uint64_t shutdown_timeout_ms; /* --shutdown-timeout: in-flight requests' grace on SIGTERM */
 };
 
 enum {

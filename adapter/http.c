@@ -138,6 +138,8 @@ struct http_server {
     /* Requests answered, by status code (100..599); relaxed counters. */
     _Atomic uint64_t by_code[500];
     struct route_stats *unrouted; /* requests no route matched: handler="none" */
+    /* Requests begun (headers read) and not yet completed: graceful shutdown waits on it. */
+    _Atomic int64_t in_flight;
 };
 
 struct req_state {
@@ -581,6 +583,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!st)
             return MHD_NO;
         *con_cls = st;
+        atomic_fetch_add_explicit(&srv->in_flight, 1, memory_order_relaxed);
         st->method = method;
         st->url = url;
         struct timespec ts;
@@ -634,12 +637,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *srv = cls;
     struct req_state *st = *con_cls;
     if (!st)
         return;
     buf_free(&st->body);
     free(st);
     *con_cls = NULL;
+    atomic_fetch_sub_explicit(&srv->in_flight, 1, memory_order_relaxed);
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -764,7 +769,8 @@ int http_start(struct http_server *srv)
     }
     /* MHD splits the limit across pool threads; each must get at least one. */
     unsigned maxconn = srv->max_connections < threads ? threads : srv->max_connections;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with a thread pool (http_quiesce). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (got.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (srv->tls)
@@ -827,6 +833,26 @@ int http_is_loopback(const struct http_server *srv)
 const char *http_name(const struct http_server *srv)
 {
     return srv->name;
+}
+
+int http_quiesce(struct http_server *srv)
+{
+    if (!srv || !srv->daemon)
+        return 0;
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd == MHD_INVALID_SOCKET)
+        return -EIO;
+    /* MHD hands the listening socket back and no longer polls it. */
+    close(fd);
+    return 0;
+}
+
+unsigned http_in_flight(const struct http_server *srv)
+{
+    if (!srv)
+        return 0;
+    int64_t n = atomic_load_explicit(&srv->in_flight, memory_order_relaxed);
+    return n > 0 ? (unsigned)n : 0;
 }
 
 void http_server_free(struct http_server *srv)

@@ -132,6 +132,14 @@ const char *http_bound_address(const struct http_server *srv);
 int http_is_loopback(const struct http_server *srv);
 /* The listener's name, as configured. */
 const char *http_name(const struct http_server *srv);
+/*
+ * http_quiesce - graceful shutdown, first step: close the listening socket so
+ * that no new connection is accepted; connections already open carry on.
+ * Returns 0 (also for NULL or a listener never started) or -EIO.
+ */
+int http_quiesce(struct http_server *srv);
+/* Requests whose headers were read and whose answer is not yet complete (0 for NULL). */
+unsigned http_in_flight(const struct http_server *srv);
 /* Stop accepting, finish in-flight requests, join the pool, free. */
 void http_server_free(struct http_server *srv);
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <urcu.h>
 
@@ -33,6 +34,7 @@
 #include "log.h"
 #include "selfmetrics.h"
 #include "serve.h"
+#include "snapshot.h"
 #include "store.h"
 #include "valve.h"
 #include "tls.h"
@@ -70,6 +72,71 @@ static int wait_for_stop(const sigset_t *set, struct serve *sv)
         }
         return sig;
     }
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Warm restart: load --snapshot-file through the ingest decoder and caps, so
+ * that values are served (and /readyz is ready) at once. Anything wrong with
+ * the file is logged by snapshot_load() and the start continues empty.
+ */
+static void load_snapshot(const struct ma_config *cfg, struct store *store, struct serve *sv)
+{
+    if (!cfg->snapshot_file || !*cfg->snapshot_file)
+        return;
+    int64_t now = wall_ms();
+    struct api_rw_limits lim = {
+        .max_labels = cfg->max_labels_per_series,
+        .max_label_name_len = cfg->max_label_name_length,
+        .max_label_value_len = cfg->max_label_value_length,
+        .max_future_ms = (int64_t)cfg->max_future_ms,
+        .now_ms = now,
+    };
+    struct snapshot_info info;
+    if (snapshot_load(store, cfg->snapshot_file, now, &lim, &info) == 0)
+        serve_mark_warm(sv);
+}
+
+/*
+ * Graceful stop (SIGTERM): close the listening sockets, give the requests
+ * already begun --shutdown-timeout to finish, then stop the pools (open
+ * keep-alive connections are closed) and save the store.
+ */
+static void drain(const struct ma_config *cfg, struct http_server *ingest, struct http_server *secure)
+{
+    if (http_quiesce(ingest) || http_quiesce(secure))
+        log_warn("cannot stop accepting: closing at once", NULL);
+    int64_t deadline = wall_ms() + (int64_t)cfg->shutdown_timeout_ms;
+    unsigned n;
+    while ((n = http_in_flight(ingest) + http_in_flight(secure)) != 0 && wall_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (n)
+        log_warn("shutdown timeout: closing requests still in flight", "requests=%u flag=--shutdown-timeout",
+                 n);
+}
+
+static void save_snapshot(const struct ma_config *cfg, struct store *store)
+{
+    if (!cfg->snapshot_file || !*cfg->snapshot_file)
+        return;
+    struct snapshot_info info;
+    int64_t t0 = wall_ms();
+    int rc = snapshot_write(store, cfg->snapshot_file, &info);
+    if (rc)
+        log_error("cannot write the snapshot", "flag=--snapshot-file path=%s error=%s", cfg->snapshot_file,
+                  strerror(-rc));
+    else
+        log_info("snapshot written", "path=%s bytes=%zu series=%llu samples=%llu duration_ms=%lld",
+                 cfg->snapshot_file, info.bytes, (unsigned long long)info.series,
+                 (unsigned long long)info.samples, (long long)(wall_ms() - t0));
 }
 
 static int start_listener(const struct ma_config *cfg, struct ingest *ing, struct serve *sv,
@@ -271,6 +338,8 @@ int main(int argc, char **argv)
         goto out_store;
     }
     ingest_set_rules(ing, serve_rules_ptr(sv));
+    /* After the rules: the admission hook applies to the snapshot's series too. */
+    load_snapshot(&cfg, store, sv);
 
     if ((rc = auth_stack_new(&cfg, &as)) != 0) {
         status = rc == -EINVAL ? 2 : 1;
@@ -290,6 +359,11 @@ int main(int argc, char **argv)
 
     int sig = wait_for_stop(&sigs, sv);
     log_info("shutting down", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    drain(&cfg, ingest, secure);
+    http_server_free(secure);
+    http_server_free(ingest);
+    secure = ingest = NULL;
+    save_snapshot(&cfg, store);
 
 out_listeners:
     http_server_free(secure);

@@ -326,6 +326,12 @@ static void note_data(struct serve *sv)
     }
 }
 
+/* A loaded snapshot holds a rate window of data already (DESIGN 7): ready at once. */
+void serve_mark_warm(struct serve *sv)
+{
+    __atomic_store_n(&sv->first_data_ms, wall_ms() - sv->ready_window_ms, __ATOMIC_RELAXED);
+}
+
 static void handle_readyz(void *ctx, const struct http_request *req, struct http_response *resp)
 {
     struct serve *sv = ctx;

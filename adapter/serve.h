@@ -57,6 +57,13 @@ int serve_new(const struct ma_config *cfg, struct store *st, struct serve **out)
 int serve_add_routes(struct serve *sv, struct http_server *srv, int with_api);
 
 /*
+ * serve_mark_warm - a snapshot was loaded into the store: /readyz answers 200
+ * from now on (DESIGN 7), without waiting for a rate window of new data.
+ * Safe from any thread.
+ */
+void serve_mark_warm(struct serve *sv);
+
+/*
  * serve_reload - rebuild the rule set from the same source and publish it;
  * the old set is freed after a grace period. On failure the old set stays
  * (logged). Returns 0 or the load error. Must not be called from a read-side
