@@ -107,6 +107,8 @@ struct route {
     http_handler_fn fn;
     void *ctx;
     struct route_stats *stats; /* handler="<pattern>" in metrics */
+    http_guard_fn early;       /* http_route_set_early(); NULL for none */
+    void *early_ctx;
 };
 
 struct http_server {
@@ -279,7 +281,23 @@ int http_route(struct http_server *srv, const char *pattern, int flags, size_t b
     r->fn = fn;
     r->ctx = ctx;
     r->stats = route_stats_new();
+    r->early = NULL;
+    r->early_ctx = NULL;
     return 0;
+}
+
+int http_route_set_early(struct http_server *srv, const char *pattern, http_guard_fn fn, void *ctx)
+{
+    if (srv->daemon)
+        return -EBUSY;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        if (strcmp(srv->routes[i].pattern, pattern) == 0) {
+            srv->routes[i].early = fn;
+            srv->routes[i].early_ctx = ctx;
+            return 0;
+        }
+    }
+    return -ENOENT;
 }
 
 static const struct route *find_route(const struct http_server *srv, const char *path)
@@ -556,6 +574,19 @@ static enum MHD_Result on_first_call(struct http_server *srv, struct MHD_Connect
         response_release(&resp);
         st->authenticated = req.authenticated;
     }
+    if (st->route->early) {
+        struct http_request req = {
+            .method = st->method,
+            .path = url,
+            .listener_is_loopback = srv->loopback,
+            .authenticated = st->authenticated,
+            ._conn = conn,
+        };
+        struct http_response resp = {.status = 200};
+        if (st->route->early(st->route->early_ctx, &req, &resp))
+            return send_response(srv, conn, st, &resp);
+        response_release(&resp);
+    }
     st->cap = st->route->body_cap;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -737,6 +768,13 @@ static void http_collect(void *ctx, struct buf *out)
             if (route_used(srv->unrouted))
                 collect_route(out, fam, srv->name, "none", srv->unrouted);
         }
+    }
+    /* Graceful shutdown waits for this to reach 0 (http_quiesce, main.c). */
+    expo_header(out, "metrics_adapter_http_requests_in_flight", "gauge",
+                "Requests whose headers were read and whose answer is not yet complete, by listener.");
+    for (struct http_server *srv = servers; srv; srv = srv->next) {
+        const char *labels[] = {"listener", srv->name, NULL};
+        expo_sample_u64(out, "metrics_adapter_http_requests_in_flight", labels, http_in_flight(srv));
     }
     pthread_mutex_unlock(&servers_mu);
 }
