@@ -104,6 +104,17 @@ typedef int (*http_guard_fn)(void *ctx, struct http_request *req, struct http_re
 void http_set_guard(struct http_server *srv, http_guard_fn fn, void *ctx);
 
 /*
+ * http_route_set_early - a check run for requests of the route added with
+ * @pattern, once the headers are read and after the listener's guard, before
+ * any body is read (req->body is NULL). It returns 0 to let the request
+ * through, or non-zero after filling @resp, which is sent at once; the body
+ * is then discarded by libmicrohttpd and the connection closed. For refusals
+ * that must not cost a body's memory (the memory valve's 503). Same context
+ * rules as a guard. Before http_start(). Returns 0 or -ENOENT (no such route).
+ */
+int http_route_set_early(struct http_server *srv, const char *pattern, http_guard_fn fn, void *ctx);
+
+/*
  * http_set_tls - serve HTTPS with the credentials of @creds, taken per
  * handshake (tls_server_acquire()), so a reload applies to the next
  * handshake and never drops a connection; the reference is given back on the

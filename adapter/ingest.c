@@ -433,9 +433,32 @@ void ingest_set_rules(struct ingest *ing, struct rules_set **rules)
     sync_rate_window(ing);
 }
 
+/*
+ * The memory valve's hard level, checked as soon as the headers are read, so
+ * that a refused body is never buffered (http discards it). Requests that
+ * would be refused anyway (method, credentials) are left to the handler,
+ * which answers them as usual; the handler checks the valve again for
+ * bodies that were already on their way when it engaged.
+ */
+static int early_valve(void *ctx, struct http_request *req, struct http_response *resp)
+{
+    struct ingest *ing = ctx;
+    if (!valve_refuses_writes() || strcmp(req->method, "POST") != 0 || !authorized(ing, req))
+        return 0;
+    valve_note_refused();
+    resp->status = 503;
+    http_resp_header(resp, "Retry-After", VALVE_RETRY_AFTER);
+    buf_puts(&resp->body, "memory limit reached (--memory-limit, hard level): try again later\n");
+    count_code(503);
+    return 1;
+}
+
 int ingest_add_routes(struct ingest *ing, struct http_server *srv)
 {
-    return http_route(srv, "/api/v1/write", HTTP_ROUTE_EXACT, ing->max_body_bytes, handle_write, ing);
+    int rc = http_route(srv, "/api/v1/write", HTTP_ROUTE_EXACT, ing->max_body_bytes, handle_write, ing);
+    if (rc == 0)
+        rc = http_route_set_early(srv, "/api/v1/write", early_valve, ing);
+    return rc;
 }
 
 void ingest_free(struct ingest *ing)

@@ -15,14 +15,16 @@ process, so the test does not depend on the machine or the build:
      serves the new value);
   3. hard level: the existing series' sample windows grow (many samples per
      series, no new series) until remote write is answered 503 with
-     Retry-After; the gauge reads 2; the metrics API, /healthz and /readyz
-     answer as before;
+     Retry-After, before the body is read (headers announcing a large body
+     get the 503 at once); the gauge reads 2; the metrics API, /healthz and
+     /readyz answer as before;
   4. recovery: nothing is written; after --series-ttl the reaper deletes
      everything, the valve trims the heap, resident memory falls below the
      exit levels and the gauge reads 0; a new series is accepted (204).
 """
 
 import os
+import socket
 import sys
 import time
 import unittest
@@ -72,6 +74,21 @@ def post(a, series_list):
 def value_of(a, pod):
     st, _, body = a.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/%s/pods/%s/valve_existing" % (NS, pod))
     return st, body.decode()
+
+
+def answer_without_body(port, timeout=5):
+    """Send remote-write headers with Content-Length: 8 MiB and no body; return what comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        head = ["POST %s HTTP/1.1" % WRITE, "Host: 127.0.0.1", "Content-Length: %d" % (8 * MiB)]
+        head += ["%s: %s" % kv for kv in rw.headers(1).items()]
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)  # socket.timeout here: the server waited for the body
+            if not chunk:
+                break
+            data += chunk
+        return data
 
 
 class ValveTest(unittest.TestCase):
@@ -163,6 +180,8 @@ class ValveTest(unittest.TestCase):
             st, hdrs, _ = a.post(WRITE, b"not snappy", rw.headers(1))
             self.assertEqual(st, 503)
             self.assertIn("retry-after", hdrs)
+            # ... and before its body is read: headers announcing 8 MiB, no body sent, an answer at once.
+            self.assertTrue(answer_without_body(a.port).startswith(b"HTTP/1.1 503"))
 
             # 4. Recovery once the series expire.
             def opened():
