@@ -556,13 +556,15 @@ static void consider(struct eval *e, struct store_series *s)
  * whole group (a hash-table walk is a pointer chase per series).
  *
  * An index holds series pointers across read-side sections, which is safe
- * only while no series has been unlinked since it was built: each index
- * records store_series_generation() at build time and is used only while the
- * generation is unchanged (any insert or unlink anywhere changes it; the
- * bump precedes the unlink, so a reader that still sees the old value
- * entered its section before the series' grace period could end). Indexes
- * are per thread (no locks on the read path), a few per thread, least
- * recently used evicted, freed at thread exit.
+ * only while no series of its group has been unlinked since it was built:
+ * each index records store_group_generation() at build time and is used only
+ * while both numbers are unchanged (a series insert or unlink in the group
+ * changes the second, a group unlink anywhere the first, so a new group at a
+ * reused address never matches; each bump precedes its unlink, so a reader
+ * that still sees the old value entered its section before the grace period
+ * could end). An index of another group is never dereferenced, only matched
+ * by address and numbers. Indexes are per thread (no locks on the read
+ * path), a few per thread, least recently used evicted, freed at thread exit.
  */
 #define IDX_PER_THREAD 8
 #define IDX_LABEL_MAX  128
@@ -570,7 +572,7 @@ static void consider(struct eval *e, struct store_series *s)
 struct lindex {
     const struct store_group *g; /* NULL: empty slot */
     char label[IDX_LABEL_MAX];
-    uint64_t gen, used;
+    uint64_t gen[2], used;   /* store_group_generation() at build time */
     struct query_result mem; /* value strings */
     struct table values;     /* value -> slot; acc.count = series, acc.ts = slice offset,
                                 acc.sum = fill cursor while building */
@@ -624,7 +626,7 @@ static struct lcache *lcache_get(void)
 }
 
 /* Build an index of @g by @label into @x (one walk of the group). */
-static void lindex_build(struct lindex *x, struct store_group *g, const char *label, uint64_t gen)
+static void lindex_build(struct lindex *x, struct store_group *g, const char *label, const uint64_t gen[2])
 {
     struct pair {
         uint32_t id;
@@ -662,7 +664,8 @@ static void lindex_build(struct lindex *x, struct store_group *g, const char *la
     free(pairs);
     x->nseries = n;
     x->g = g;
-    x->gen = gen;
+    x->gen[0] = gen[0];
+    x->gen[1] = gen[1];
     snprintf(x->label, sizeof x->label, "%s", label);
 }
 
@@ -672,16 +675,17 @@ static struct lindex *lindex_get(struct store *st, struct store_group *g, const 
     if (strlen(label) >= IDX_LABEL_MAX)
         return NULL;
     struct lcache *c = lcache_get();
-    uint64_t gen = store_series_generation(st);
+    uint64_t gen[2];
+    store_group_generation(st, g, gen);
     struct lindex *victim = &c->v[0];
     for (size_t i = 0; i < IDX_PER_THREAD; i++) {
         struct lindex *x = &c->v[i];
-        if (x->g == g && x->gen == gen && strcmp(x->label, label) == 0) {
+        if (x->g == g && x->gen[0] == gen[0] && x->gen[1] == gen[1] && strcmp(x->label, label) == 0) {
             x->used = ++c->clock;
             return x;
         }
-        if (x->g && x->gen != gen)
-            lindex_clear(x); /* stale: its pointers must never be used again */
+        if (x->g && (x->gen[0] != gen[0] || (x->g == g && x->gen[1] != gen[1])))
+            lindex_clear(x); /* stale: can never match again, and its pointers must never be used */
         if (!x->g || (victim->g && x->used < victim->used))
             victim = x;
     }

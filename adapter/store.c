@@ -91,6 +91,7 @@ struct store_group {
     struct ml_node node;
     uint64_t state;   /* DEAD_BIT | creators in flight */
     uint64_t nseries; /* linked series */
+    uint64_t gen;     /* bumped on every series insert and before every unlink: store_group_generation() */
     struct store_metric *metric;
     struct ml_map *series;
     uint32_t ns_len;
@@ -114,7 +115,8 @@ struct counters {
     uint64_t refused[STORE_REFUSED_COUNT];
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
-    uint64_t set_gen; /* bumped on every series insert and before every unlink: store_series_generation() */
+    uint64_t set_gen;   /* bumped on every series insert and before every unlink: store_series_generation() */
+    uint64_t group_gen; /* bumped before every group unlink: store_group_generation() */
 };
 
 struct store {
@@ -490,6 +492,7 @@ static int series_create(struct store *st, const struct wkey *k, struct spare *s
         ADD(&g->nseries, 1);
         ADD(&st->c.series_created, 1);
         __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_RELEASE);
+        __atomic_fetch_add(&g->gen, 1, __ATOMIC_RELEASE);
         hold_exit(&g->state);
         hold_exit(&m->state);
         *out = s; /* locked */
@@ -548,6 +551,7 @@ static int series_unlink(struct store *st, struct store_series *s)
      * a reader that still sees the old generation entered its read section
      * before the grace period ends and may use the node (store_series_generation). */
     __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&g->gen, 1, __ATOMIC_SEQ_CST);
     if (ml_delete(g->series, &s->node) != 0)
         return 0;
     SUB(&g->metric->nseries, 1);
@@ -846,6 +850,8 @@ static void reap_group_if_empty(struct store *st, struct store_metric *m, struct
         unkill(&g->state);
         return;
     }
+    /* Before the unlink, as for series (store_group_generation). */
+    __atomic_fetch_add(&st->c.group_gen, 1, __ATOMIC_SEQ_CST);
     if (ml_delete(m->groups, &g->node) == 0) {
         SUB(&m->ngroups, 1);
         SUB(&st->c.groups_live, 1);
@@ -1295,6 +1301,13 @@ size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample 
 /* ------------------------------------------------------------------------- */
 /* Counters                                                                   */
 /* ------------------------------------------------------------------------- */
+
+void store_group_generation(struct store *st, const struct store_group *g, uint64_t out[2])
+{
+    /* Pairs with the increments in series_create, series_unlink and the group reaper. */
+    out[0] = __atomic_load_n(&st->c.group_gen, __ATOMIC_ACQUIRE);
+    out[1] = __atomic_load_n(&g->gen, __ATOMIC_ACQUIRE);
+}
 
 uint64_t store_series_generation(struct store *st)
 {

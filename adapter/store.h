@@ -266,6 +266,16 @@ size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample 
  */
 uint64_t store_series_generation(struct store *st);
 
+/*
+ * store_group_generation - the same for one group: out[0] changes whenever
+ * any group is unlinked (so a new group at a reused address never matches an
+ * old reading), out[1] whenever a series of @g is added or unlinked (bumped
+ * before the unlink). While both still equal a reading taken in an earlier
+ * read-side section, series pointers of @g collected then are still live.
+ * Call with rcu_read_lock held (@g from this section).
+ */
+void store_group_generation(struct store *st, const struct store_group *g, uint64_t out[2]);
+
 /* Largest number of samples a series ever holds (the ring is capped there, oldest dropped). */
 #define STORE_MAX_SAMPLES 4096
 
