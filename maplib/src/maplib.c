@@ -54,7 +54,7 @@
  * Sizing
  *  After each write a thread compares its stripe's operation count with
  *  next_check (own cache line, cheap). When due, it sums the stripes and
- *  applies the policy: grow when count > 2 * buckets (to next_pow2(count)),
+ *  applies the policy: grow when count > buckets (to next_pow2(count)),
  *  shrink when count * 8 < buckets (to next_pow2(count), not below
  *  min_buckets). If a resize is needed the map is queued to the maintenance
  *  thread (one per process, however many maps); otherwise next_check is moved
@@ -90,6 +90,12 @@
 #include <urcu.h>
 #include <urcu/list.h>
 #include <urcu/rculfhash.h>
+/*
+ * The hash is on every lookup: take libxxhash's header-only (inline) build of
+ * the same function, so XXH3 is specialised for the call site instead of
+ * reached through the shared library's PLT.
+ */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "maplib/maplib.h"
@@ -578,10 +584,16 @@ static void sweep_maps(void)
 
 static uint64_t trim_last_reclaimed;
 static uint64_t trim_last_ms;
+static uint64_t trim_seen_reclaimed; /* reclaimed_total when it last changed, and when */
+static uint64_t trim_seen_ms;
 
 /*
  * The allocator policy: give freed chunks back to the kernel once enough
  * entries were reclaimed since the last trim, at most once per interval.
+ * And once more when reclamation has gone quiet for an interval with at
+ * least min/16 entries reclaimed since the last trim: the tail of a big
+ * drain (fewer than min entries freed after its last trim) would otherwise
+ * keep its free pages until the next drain.
  */
 static void maybe_trim(uint64_t now)
 {
@@ -589,8 +601,17 @@ static void maybe_trim(uint64_t now)
     uint64_t min = __atomic_load_n(&g.trim_min_entries, __ATOMIC_RELAXED);
     unsigned ival = __atomic_load_n(&g.trim_interval_ms, __ATOMIC_RELAXED);
 
-    if (!min || r - trim_last_reclaimed < min || now - trim_last_ms < ival)
+    if (r != trim_seen_reclaimed) {
+        trim_seen_reclaimed = r;
+        trim_seen_ms = now;
+    }
+    if (!min || now - trim_last_ms < ival)
         return;
+    if (r - trim_last_reclaimed < min) {
+        uint64_t tail = min / 16 ? min / 16 : 1;
+        if (r - trim_last_reclaimed < tail || now - trim_seen_ms < (ival ? ival : ML_TICK_MS))
+            return;
+    }
     malloc_trim(0);
     trim_last_reclaimed = r;
     trim_last_ms = now;

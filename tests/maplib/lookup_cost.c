@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     CHECK(keys && n > 0 && l > 0);
     ml_thread_online();
     if (stuck) {
-        ht = getenv("RAWSIZE") ? cds_lfht_new(strtoul(getenv("RAWSIZE"), 0, 10), strtoul(getenv("RAWSIZE"), 0, 10), 0, 0, NULL) : cds_lfht_new(1, 1, 0, 0, NULL);
+        ht = cds_lfht_new(1, 1, 0, 0, NULL);
         CHECK(ht);
     } else {
         struct ml_map_config cfg = {.name = "cost", .min_buckets = 1, .reclaim = t_reclaim};

@@ -7,7 +7,7 @@
  * deletes them all again. After each phase, with no call but the inserts and
  * deletes (the maintenance thread applies the policy on its own):
  *  - the bucket count maplib reports is in the policy's band (count <=
- *    2 * buckets; buckets <= 8 * count unless at the minimum), and back at the
+ *    buckets; buckets <= 8 * count unless at the minimum), and back at the
  *    minimum when the map is empty;
  *  - lookups stay cheap, measured by their effect: the best-of-5 time per
  *    lookup of present keys, at 1,000 and at 100,000 entries, is within a
@@ -44,7 +44,7 @@ static int in_band(void)
     struct ml_stats st;
 
     ml_map_stats(map, &st);
-    if (st.live > 2 * st.buckets)
+    if (st.live > st.buckets)
         return 0;
     if (st.buckets > 1 && st.buckets > 8 * st.live)
         return 0;
