@@ -279,9 +279,10 @@ int snapshot_parse(const void *data, size_t len, int64_t now_ms, int64_t ttl_ms,
     int64_t newest = (int64_t)get_u64(p + 24);
     if (plen == 0)
         return refuse(-ENODATA, why, whylen, "empty store");
+    /* Unsigned: @newest comes from the file and may be anything. */
     if (newest < now_ms - ttl_ms)
-        return refuse(-ESTALE, why, whylen, "newest sample %lld ms old, older than --series-ttl (%lld ms)",
-                      (long long)(now_ms - newest), (long long)ttl_ms);
+        return refuse(-ESTALE, why, whylen, "newest sample %llu ms old, older than --series-ttl (%lld ms)",
+                      (unsigned long long)((uint64_t)now_ms - (uint64_t)newest), (long long)ttl_ms);
     struct api_rw_request rq;
     int rc = api_rw_decode_pb(payload, (size_t)plen, 1, lim, a, &rq);
     if (rc != API_RW_OK) {
