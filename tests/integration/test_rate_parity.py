@@ -3,7 +3,7 @@
 
 Starts a real Prometheus (Debian package) with the remote-write receiver on a
 free loopback port, remote-writes hand-built counter series into it (v1
-protobuf encoded here, snappy block format via python3-snappy), then for a
+protobuf and snappy via tests/integration/rw.py), then for a
 fixed evaluation time T asks Prometheus for rate/increase/irate(x_total[2m])
 and compares each series with rate_tool (tests/adapter/rate_tool.c, path in
 argv[1]) fed the same samples and the range [T - 2m, T].
@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,42 +28,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import snappy
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rw  # noqa: E402
 
 RANGE_MS = 120_000
-
-
-# --- remote write v1 encoding (prometheus.WriteRequest) -------------------
-
-def varint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def field_bytes(num, payload):
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
-
-def encode_write_request(series):
-    """series: list of (labels dict, [(t_ms, value), ...])."""
-    body = b""
-    for labels, samples in series:
-        ts = b""
-        for name in sorted(labels):
-            ts += field_bytes(1, field_bytes(1, name.encode()) + field_bytes(2, labels[name].encode()))
-        for t_ms, v in samples:
-            sample = varint(1 << 3 | 1) + struct.pack("<d", v) + varint(2 << 3 | 0) + varint(t_ms)
-            ts += field_bytes(2, sample)
-        body += field_bytes(1, ts)
-    return body
 
 
 # --- the sample sets ---------------------------------------------------------
@@ -143,12 +110,9 @@ def wait_ready(base, proc, deadline_s=60):
 
 
 def remote_write(base, series):
-    body = snappy.compress(encode_write_request(series))
-    req = urllib.request.Request(base + "/api/v1/write", data=body, method="POST", headers={
-        "Content-Type": "application/x-protobuf",
-        "Content-Encoding": "snappy",
-        "X-Prometheus-Remote-Write-Version": "0.1.0",
-    })
+    """series: list of (labels dict, [(t_ms, value), ...])."""
+    body = rw.v1([rw.series(labels, samples) for labels, samples in series])
+    req = urllib.request.Request(base + "/api/v1/write", data=body, method="POST", headers=rw.headers(1))
     with urllib.request.urlopen(req, timeout=10) as r:
         if r.status // 100 != 2:
             raise RuntimeError("remote write answered %d" % r.status)
