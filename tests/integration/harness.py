@@ -157,7 +157,23 @@ def parse_metrics(text):
     return Metrics(text)
 
 
-class Adapter:
+class LogFile:
+    """For a test's child process writing to self.log_path: its log as text, kept
+    in self._final_log once the process has stopped and its directory may be gone."""
+
+    _final_log = None
+
+    def log_text(self):
+        if self._final_log is not None:
+            return self._final_log
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class Adapter(LogFile):
     """One metrics-adapter process on loopback.
 
     args: extra flags. Unless args set --listen-address, the instance binds
@@ -253,15 +269,6 @@ class Adapter:
         return False
 
     # -- observation -----------------------------------------------------
-
-    def log_text(self):
-        if getattr(self, "_final_log", None) is not None:
-            return self._final_log
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def wait_log(self, pattern, timeout=5):
         """Wait for a log line matching the regular expression; returns the match."""

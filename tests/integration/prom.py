@@ -72,7 +72,7 @@ def config(scrape=(), remote_write=(), scrape_interval="1s", relabel=None, extra
     return "\n".join(lines) + "\n"
 
 
-class Prometheus:
+class Prometheus(harness.LogFile):
     def __init__(self, config_text, args=(), start_timeout=30):
         self.config_text = config_text
         self.args = list(args)
@@ -138,15 +138,6 @@ class Prometheus:
         if exc_type is not None:
             sys.stderr.write("--- prometheus log (tail) ---\n%s\n---\n" % self.log_text()[-4000:])
         return False
-
-    def log_text(self):
-        if getattr(self, "_final_log", None) is not None:
-            return self._final_log
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     # -- HTTP API ---------------------------------------------------------
 
