@@ -7,13 +7,13 @@
 #include <errno.h>
 
 #include "auth.h"
-#include "t_check.h"
+#include "check.h"
 
 static char buf[8192];
 
 static void attrs(const char *method, const char *path, struct kube_attrs *a)
 {
-    CHECK_INT(auth_request_attrs(method, path, a, buf, sizeof(buf)), 0);
+    CHECK_EQ(auth_request_attrs(method, path, a, buf, sizeof(buf)), 0);
 }
 
 #define CHECK_OPT(a, b) CHECK_STR((a) ? (a) : "(none)", (b))
@@ -24,7 +24,7 @@ static void test_attrs(void)
 
     /* DESIGN 6's three examples. */
     attrs("GET", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m", &a);
-    CHECK_INT(a.is_resource, 1);
+    CHECK_EQ(a.is_resource, 1);
     CHECK_STR(a.verb, "get");
     CHECK_STR(a.group, "custom.metrics.k8s.io");
     CHECK_STR(a.version, "v1beta2");
@@ -68,7 +68,7 @@ static void test_attrs(void)
                             "/openapi/v2"};
     for (size_t i = 0; i < sizeof(nonres) / sizeof(nonres[0]); i++) {
         attrs("GET", nonres[i], &a);
-        CHECK_INT(a.is_resource, 0);
+        CHECK_EQ(a.is_resource, 0);
         CHECK_STR(a.path, nonres[i]);
         CHECK_STR(a.verb, "get");
     }
@@ -101,7 +101,7 @@ static void test_attrs(void)
 
     /* Too long for the buffer. */
     char small[16];
-    CHECK_INT(auth_request_attrs("GET", "/apis/custom.metrics.k8s.io/v1beta2", &a, small, sizeof(small)),
+    CHECK_EQ(auth_request_attrs("GET", "/apis/custom.metrics.k8s.io/v1beta2", &a, small, sizeof(small)),
               -ENOSPC);
 }
 
@@ -109,31 +109,31 @@ static void test_bearer(void)
 {
     const char *t;
     size_t n;
-    CHECK_INT(auth_bearer("Bearer abc.def", &t, &n), 0);
-    CHECK_INT(n, 7);
+    CHECK_EQ(auth_bearer("Bearer abc.def", &t, &n), 0);
+    CHECK_EQ(n, 7);
     CHECK(memcmp(t, "abc.def", 7) == 0);
-    CHECK_INT(auth_bearer("bearer   tok  ", &t, &n), 0);
-    CHECK_INT(n, 3);
-    CHECK_INT(auth_bearer("BEARER\ttok", &t, &n), 0);
-    CHECK_INT(auth_bearer("Bearer", &t, &n), -ENOENT);
-    CHECK_INT(auth_bearer("Bearer ", &t, &n), -ENOENT);
-    CHECK_INT(auth_bearer("Bearertok", &t, &n), -ENOENT);
-    CHECK_INT(auth_bearer("Basic dXNlcjpw", &t, &n), -ENOENT);
-    CHECK_INT(auth_bearer("Bearer two words", &t, &n), -ENOENT);
-    CHECK_INT(auth_bearer(NULL, &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer("bearer   tok  ", &t, &n), 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(auth_bearer("BEARER\ttok", &t, &n), 0);
+    CHECK_EQ(auth_bearer("Bearer", &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer("Bearer ", &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer("Bearertok", &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer("Basic dXNlcjpw", &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer("Bearer two words", &t, &n), -ENOENT);
+    CHECK_EQ(auth_bearer(NULL, &t, &n), -ENOENT);
 }
 
 static void test_extra_key(void)
 {
     char k[64];
-    CHECK_INT(auth_extra_key("Scopes", k, sizeof(k)), 0);
+    CHECK_EQ(auth_extra_key("Scopes", k, sizeof(k)), 0);
     CHECK_STR(k, "scopes");
-    CHECK_INT(auth_extra_key("Acme.com%2FProject", k, sizeof(k)), 0);
+    CHECK_EQ(auth_extra_key("Acme.com%2FProject", k, sizeof(k)), 0);
     CHECK_STR(k, "acme.com/project");
-    CHECK_INT(auth_extra_key("a%2", k, sizeof(k)), -EINVAL);
-    CHECK_INT(auth_extra_key("a%zz", k, sizeof(k)), -EINVAL);
-    CHECK_INT(auth_extra_key("", k, sizeof(k)), -EINVAL);
-    CHECK_INT(auth_extra_key("0123456789", k, 5), -EINVAL);
+    CHECK_EQ(auth_extra_key("a%2", k, sizeof(k)), -EINVAL);
+    CHECK_EQ(auth_extra_key("a%zz", k, sizeof(k)), -EINVAL);
+    CHECK_EQ(auth_extra_key("", k, sizeof(k)), -EINVAL);
+    CHECK_EQ(auth_extra_key("0123456789", k, 5), -EINVAL);
 }
 
 static void test_headers(void)
@@ -145,7 +145,7 @@ static void test_headers(void)
         .extra_prefixes = "X-Remote-Extra-",
         .anonymous = 1,
     };
-    CHECK_INT(auth_new(&cfg, &a), 0);
+    CHECK_EQ(auth_new(&cfg, &a), 0);
     struct auth_hdr_state st;
     struct kube_user u;
 
@@ -162,19 +162,19 @@ static void test_headers(void)
     auth_headers_add(&st, "X-Remote-Extra-Scopes", "s1");
     auth_headers_add(&st, "X-Remote-Extra-Scopes", "s2");
     auth_headers_add(&st, "X-Remote-Extra-Bad%", "dropped");
-    CHECK_INT(auth_headers_end(&st), 0);
+    CHECK_EQ(auth_headers_end(&st), 0);
     CHECK_STR(u.name, "alice");
-    CHECK_INT(u.ngroups, 2);
+    CHECK_EQ(u.ngroups, 2);
     CHECK_STR(u.groups[0], "g1");
     CHECK_STR(u.groups[1], "g2");
-    CHECK_INT(u.nextra, 2);
+    CHECK_EQ(u.nextra, 2);
     CHECK_STR(u.extra_keys[1], "scopes");
     CHECK_STR(u.extra_values[1], "s2");
     kube_user_free(&u);
 
     auth_headers_begin(a, &st, &u);
     auth_headers_add(&st, "X-Remote-Group", "g1");
-    CHECK_INT(auth_headers_end(&st), -ENOENT);
+    CHECK_EQ(auth_headers_end(&st), -ENOENT);
     kube_user_free(&u);
     auth_free(a);
 }

@@ -21,7 +21,7 @@
 #include <gnutls/crypto.h>
 
 #include "tls.h"
-#include "t_check.h"
+#include "check.h"
 
 static char dir[] = "/tmp/ma-test-tls-XXXXXX";
 static struct tls_server *srv;
@@ -34,7 +34,7 @@ static void use(struct tls_creds *c)
 {
     static const unsigned char msg[] = "handshake";
     gnutls_datum_t data = {(unsigned char *)msg, sizeof(msg)}, sig = {0};
-    CHECK_INT(gnutls_privkey_sign_data(c->key, GNUTLS_DIG_SHA256, 0, &data, &sig), 0);
+    CHECK_EQ(gnutls_privkey_sign_data(c->key, GNUTLS_DIG_SHA256, 0, &data, &sig), 0);
     int algo = gnutls_pk_to_sign(gnutls_pubkey_get_pk_algorithm(c->pcert[0].pubkey, NULL), GNUTLS_DIG_SHA256);
     CHECK(gnutls_pubkey_verify_data2(c->pcert[0].pubkey, algo, 0, &data, &sig) >= 0);
     gnutls_free(sig.data);
@@ -79,10 +79,10 @@ int main(int argc, char **argv)
     path(a, sizeof(a), "a");
     path(b, sizeof(b), "b");
     char *c1, *k1;
-    CHECK_INT(tls_selfsigned_ensure(a, &c1, &k1), 0);
+    CHECK_EQ(tls_selfsigned_ensure(a, &c1, &k1), 0);
     free(c1);
     free(k1);
-    CHECK_INT(tls_selfsigned_ensure(b, &c1, &k1), 0);
+    CHECK_EQ(tls_selfsigned_ensure(b, &c1, &k1), 0);
     free(c1);
     free(k1);
     swap_to("a");
@@ -90,19 +90,19 @@ int main(int argc, char **argv)
     path(key, sizeof(key), "apiserver.key");
     CHECK(symlink("..data/apiserver.crt", cert) == 0);
     CHECK(symlink("..data/apiserver.key", key) == 0);
-    CHECK_INT(tls_server_new(cert, key, &srv), 0);
+    CHECK_EQ(tls_server_new(cert, key, &srv), 0);
     /* The serving certificate doubles as a one-certificate CA bundle. */
-    CHECK_INT(tls_trust_new(cert, &trust), 0);
+    CHECK_EQ(tls_trust_new(cert, &trust), 0);
 
     /* A key that does not match is refused at start. */
     struct tls_server *bad;
     char bkey[600];
     snprintf(bkey, sizeof(bkey), "%s/apiserver.key", b);
-    CHECK_INT(tls_server_new(cert, bkey, &bad), -EINVAL);
+    CHECK_EQ(tls_server_new(cert, bkey, &bad), -EINVAL);
     path(ca, sizeof(ca), "missing");
-    CHECK_INT(tls_server_new(ca, key, &bad), -ENOENT);
+    CHECK_EQ(tls_server_new(ca, key, &bad), -ENOENT);
     struct tls_trust *none;
-    CHECK_INT(tls_trust_new(ca, &none), -ENOENT);
+    CHECK_EQ(tls_trust_new(ca, &none), -ENOENT);
 
     pthread_t th[16];
     if (nthreads > 16)

@@ -3,7 +3,7 @@
 
 #include <errno.h>
 
-#include "t_check.h"
+#include "check.h"
 
 static char err[512];
 
@@ -20,26 +20,26 @@ static void test_defaults(void)
 {
     struct ma_config c;
     char *argv[] = {"metrics-adapter", NULL};
-    CHECK_INT(parse(&c, 1, argv), FLAGS_OK);
+    CHECK_EQ(parse(&c, 1, argv), FLAGS_OK);
     CHECK_STR(c.listen_address, "127.0.0.1:8080");
     CHECK_STR(c.ingest_token_file, "");
-    CHECK_INT(c.max_body_bytes, 16 << 20);
-    CHECK_INT(c.max_decoded_bytes, 32 << 20);
-    CHECK_INT(c.max_labels_per_series, 64);
-    CHECK_INT(c.max_label_name_length, 1024);
-    CHECK_INT(c.max_label_value_length, 4096);
-    CHECK_INT(c.max_series_per_request, 100000);
-    CHECK_INT(c.max_series, 1000000);
-    CHECK_INT(c.max_series_per_metric, 0);
-    CHECK_INT(c.series_ttl_ms, 5 * 60 * 1000);
-    CHECK_INT(c.max_future_ms, 5 * 60 * 1000);
-    CHECK_INT(c.rate_window_ms, 2 * 60 * 1000);
-    CHECK_INT(c.reap_interval_ms, 15 * 1000);
-    CHECK_INT(c.http_threads, 0);
-    CHECK_INT(c.max_connections, 1024);
-    CHECK_INT(c.http_timeout_ms, 30000);
-    CHECK_INT(c.log_level, LOG_INFO);
-    CHECK_INT(c.ndrop_labels, 2);
+    CHECK_EQ(c.max_body_bytes, 16 << 20);
+    CHECK_EQ(c.max_decoded_bytes, 32 << 20);
+    CHECK_EQ(c.max_labels_per_series, 64);
+    CHECK_EQ(c.max_label_name_length, 1024);
+    CHECK_EQ(c.max_label_value_length, 4096);
+    CHECK_EQ(c.max_series_per_request, 100000);
+    CHECK_EQ(c.max_series, 1000000);
+    CHECK_EQ(c.max_series_per_metric, 0);
+    CHECK_EQ(c.series_ttl_ms, 5 * 60 * 1000);
+    CHECK_EQ(c.max_future_ms, 5 * 60 * 1000);
+    CHECK_EQ(c.rate_window_ms, 2 * 60 * 1000);
+    CHECK_EQ(c.reap_interval_ms, 15 * 1000);
+    CHECK_EQ(c.http_threads, 0);
+    CHECK_EQ(c.max_connections, 1024);
+    CHECK_EQ(c.http_timeout_ms, 30000);
+    CHECK_EQ(c.log_level, LOG_INFO);
+    CHECK_EQ(c.ndrop_labels, 2);
     CHECK_STR(c.drop_labels[0], "prometheus_replica");
     CHECK_STR(c.drop_labels[1], "__replica__");
     CHECK(c.drop_labels[2] == NULL);
@@ -49,26 +49,26 @@ static void test_defaults(void)
 static void test_syntax(void)
 {
     struct ma_config c;
-    CHECK_INT(PARSE(&c, "--listen-address=[::1]:0", "--max-series", "42", "--series-ttl=90s", "--log-level",
+    CHECK_EQ(PARSE(&c, "--listen-address=[::1]:0", "--max-series", "42", "--series-ttl=90s", "--log-level",
                     "debug", "--max-body-bytes=1Mi", "--drop-labels", " replica , ,__x__", "--max-series=43"),
               FLAGS_OK);
     CHECK_STR(c.listen_address, "[::1]:0");
-    CHECK_INT(c.max_series, 43); /* the last occurrence wins */
-    CHECK_INT(c.series_ttl_ms, 90000);
-    CHECK_INT(c.log_level, LOG_DEBUG);
-    CHECK_INT(c.max_body_bytes, 1 << 20);
-    CHECK_INT(c.ndrop_labels, 2);
+    CHECK_EQ(c.max_series, 43); /* the last occurrence wins */
+    CHECK_EQ(c.series_ttl_ms, 90000);
+    CHECK_EQ(c.log_level, LOG_DEBUG);
+    CHECK_EQ(c.max_body_bytes, 1 << 20);
+    CHECK_EQ(c.ndrop_labels, 2);
     CHECK_STR(c.drop_labels[0], "replica");
     CHECK_STR(c.drop_labels[1], "__x__");
     flags_free(&c);
 
-    CHECK_INT(PARSE(&c, "--drop-labels="), FLAGS_OK);
-    CHECK_INT(c.ndrop_labels, 0);
+    CHECK_EQ(PARSE(&c, "--drop-labels="), FLAGS_OK);
+    CHECK_EQ(c.ndrop_labels, 0);
     flags_free(&c);
 
-    CHECK_INT(PARSE(&c, "--max-series=1", "--help"), FLAGS_HELP);
+    CHECK_EQ(PARSE(&c, "--max-series=1", "--help"), FLAGS_HELP);
     flags_free(&c);
-    CHECK_INT(PARSE(&c, "--version"), FLAGS_VERSION);
+    CHECK_EQ(PARSE(&c, "--version"), FLAGS_VERSION);
     flags_free(&c);
 }
 
@@ -76,7 +76,7 @@ static void expect_error(const char *needle, int argc, char **argv)
 {
     struct ma_config c;
     err[0] = '\0';
-    CHECK_INT(parse(&c, argc, argv), -EINVAL);
+    CHECK_EQ(parse(&c, argc, argv), -EINVAL);
     CHECK_HAS(err, needle);
     flags_free(&c);
 }
@@ -130,7 +130,7 @@ static void test_durations(void)
             fprintf(stderr, "duration %s rejected\n", ok[i].in);
             abort();
         }
-        CHECK_INT(v, ok[i].ms);
+        CHECK_EQ(v, ok[i].ms);
     }
     static const char *bad[] = {"",   "5", "s", "-1s", "1.s.", "1 s", "1sec", "1x", "99999999999999999999h",
                                 "1h-"};
@@ -140,7 +140,7 @@ static void test_durations(void)
             fprintf(stderr, "duration \"%s\" accepted\n", bad[i]);
             abort();
         }
-        CHECK_INT(v, 7); /* untouched on error */
+        CHECK_EQ(v, 7); /* untouched on error */
     }
 }
 
@@ -171,7 +171,7 @@ static void test_sizes(void)
             fprintf(stderr, "size %s rejected\n", ok[i].in);
             abort();
         }
-        CHECK_INT(v, ok[i].v);
+        CHECK_EQ(v, ok[i].v);
     }
     static const char *bad[] = {"", "Mi", "1Q", "1 Mi", "-1", "1mi", "1MiBB", "20000000Ti", "1.5.5"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

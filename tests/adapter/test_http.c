@@ -19,7 +19,7 @@
 
 #include "log.h"
 #include "selfmetrics.h"
-#include "t_check.h"
+#include "check.h"
 
 struct seen {
     char method[16];
@@ -68,8 +68,8 @@ static int roundtrip(unsigned port, const char *req, size_t reqlen, const char *
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    CHECK_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    CHECK_INT(send(fd, req, reqlen, MSG_NOSIGNAL), reqlen);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CHECK_EQ(send(fd, req, reqlen, MSG_NOSIGNAL), reqlen);
     /* The body may be refused early: stop sending at the first error. */
     size_t off = 0;
     while (off < bodylen) {
@@ -118,13 +118,13 @@ static struct http_server *start(const char *addr, size_t cap)
                                       .timeout_s = 5,
                                       .default_body_cap = cap};
     struct http_server *srv;
-    CHECK_INT(http_server_new(&lc, &srv), 0);
-    CHECK_INT(http_route(srv, "/exact", HTTP_ROUTE_EXACT, 0, echo, "exact"), 0);
-    CHECK_INT(http_route(srv, "/small", HTTP_ROUTE_EXACT, 100, echo, "small"), 0);
-    CHECK_INT(http_route(srv, "/empty", HTTP_ROUTE_EXACT, 0, empty, NULL), 0);
-    CHECK_INT(http_route(srv, "/apis/", HTTP_ROUTE_PREFIX, 0, echo, "prefix"), 0);
-    CHECK_INT(selfmetrics_add_routes(srv), 0);
-    CHECK_INT(http_start(srv), 0);
+    CHECK_EQ(http_server_new(&lc, &srv), 0);
+    CHECK_EQ(http_route(srv, "/exact", HTTP_ROUTE_EXACT, 0, echo, "exact"), 0);
+    CHECK_EQ(http_route(srv, "/small", HTTP_ROUTE_EXACT, 100, echo, "small"), 0);
+    CHECK_EQ(http_route(srv, "/empty", HTTP_ROUTE_EXACT, 0, empty, NULL), 0);
+    CHECK_EQ(http_route(srv, "/apis/", HTTP_ROUTE_PREFIX, 0, echo, "prefix"), 0);
+    CHECK_EQ(selfmetrics_add_routes(srv), 0);
+    CHECK_EQ(http_start(srv), 0);
     CHECK(http_port(srv) > 0);
     return srv;
 }
@@ -132,7 +132,7 @@ static struct http_server *start(const char *addr, size_t cap)
 static void test_routes(struct http_server *srv)
 {
     unsigned port = http_port(srv);
-    CHECK_INT(simple(port, "GET", "/exact?labelSelector=app%3Dweb", NULL, out, sizeof(out)), 201);
+    CHECK_EQ(simple(port, "GET", "/exact?labelSelector=app%3Dweb", NULL, out, sizeof(out)), 201);
     CHECK_HAS(out, "Content-Type: application/json\r\n");
     CHECK_HAS(out, "X-Reply: yes\r\n");
     CHECK_HAS(out, "{\"ctx\":\"exact\",\"len\":0}");
@@ -140,28 +140,28 @@ static void test_routes(struct http_server *srv)
     CHECK_STR(last.path, "/exact");
     CHECK_STR(last.hdr, "hello");
     CHECK_STR(last.query, "app=web");
-    CHECK_INT(last.loopback, 1);
+    CHECK_EQ(last.loopback, 1);
 
     /* The path is percent-decoded; prefix routes match below their pattern. */
-    CHECK_INT(simple(port, "GET", "/apis/x/%2A/m", NULL, out, sizeof(out)), 201);
+    CHECK_EQ(simple(port, "GET", "/apis/x/%2A/m", NULL, out, sizeof(out)), 201);
     CHECK_STR(last.path, "/apis/x/*/m");
     CHECK_HAS(out, "\"ctx\":\"prefix\"");
 
-    CHECK_INT(simple(port, "GET", "/exact/more", NULL, out, sizeof(out)), 404);
-    CHECK_INT(simple(port, "GET", "/nothing", NULL, out, sizeof(out)), 404);
+    CHECK_EQ(simple(port, "GET", "/exact/more", NULL, out, sizeof(out)), 404);
+    CHECK_EQ(simple(port, "GET", "/nothing", NULL, out, sizeof(out)), 404);
     CHECK_HAS(out, "not found");
 
     /* Methods are the handler's business: http passes them through. */
-    CHECK_INT(simple(port, "DELETE", "/exact", NULL, out, sizeof(out)), 201);
+    CHECK_EQ(simple(port, "DELETE", "/exact", NULL, out, sizeof(out)), 201);
     CHECK_STR(last.method, "DELETE");
 
-    CHECK_INT(simple(port, "POST", "/empty", "abc", out, sizeof(out)), 204);
+    CHECK_EQ(simple(port, "POST", "/empty", "abc", out, sizeof(out)), 204);
     CHECK(!strstr(out, "Content-Type"));
 
-    CHECK_INT(simple(port, "GET", "/healthz", NULL, out, sizeof(out)), 200);
+    CHECK_EQ(simple(port, "GET", "/healthz", NULL, out, sizeof(out)), 200);
     CHECK_HAS(out, "\r\n\r\nok");
-    CHECK_INT(simple(port, "GET", "/livez", NULL, out, sizeof(out)), 200);
-    CHECK_INT(simple(port, "POST", "/healthz", NULL, out, sizeof(out)), 405);
+    CHECK_EQ(simple(port, "GET", "/livez", NULL, out, sizeof(out)), 200);
+    CHECK_EQ(simple(port, "POST", "/healthz", NULL, out, sizeof(out)), 405);
     CHECK_HAS(out, "Allow: GET, HEAD");
 }
 
@@ -180,28 +180,28 @@ static void test_bodies(struct http_server *srv)
     int rl =
         snprintf(req, sizeof(req),
                  "POST /exact HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n", n);
-    CHECK_INT(roundtrip(port, req, (size_t)rl, body, n, out, sizeof(out)), 201);
-    CHECK_INT(last.body_len, n);
-    CHECK_INT(last.body_sum, sum);
+    CHECK_EQ(roundtrip(port, req, (size_t)rl, body, n, out, sizeof(out)), 201);
+    CHECK_EQ(last.body_len, n);
+    CHECK_EQ(last.body_sum, sum);
 
     /* Exactly at the cap: accepted; one byte over: 413 without calling the handler. */
     int before = atomic_load(&calls);
-    CHECK_INT(simple(port, "POST", "/small",
+    CHECK_EQ(simple(port, "POST", "/small",
                      "0123456789012345678901234567890123456789012345678901234567890123456789"
                      "012345678901234567890123456789",
                      out, sizeof(out)),
               201);
-    CHECK_INT(last.body_len, 100);
-    CHECK_INT(simple(port, "POST", "/small",
+    CHECK_EQ(last.body_len, 100);
+    CHECK_EQ(simple(port, "POST", "/small",
                      "0123456789012345678901234567890123456789012345678901234567890123456789"
                      "0123456789012345678901234567890",
                      out, sizeof(out)),
               413);
-    CHECK_INT(atomic_load(&calls), before + 1);
+    CHECK_EQ(atomic_load(&calls), before + 1);
 
     /* Content-Length over the cap is refused before the body is sent. */
     rl = snprintf(req, sizeof(req), "POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
-    CHECK_INT(roundtrip(port, req, (size_t)rl, NULL, 0, out, sizeof(out)), 413);
+    CHECK_EQ(roundtrip(port, req, (size_t)rl, NULL, 0, out, sizeof(out)), 413);
     CHECK_HAS(out, "request body too large");
 
     /* A chunked body that passes the cap while streaming: 413 at the end. */
@@ -210,8 +210,8 @@ static void test_bodies(struct http_server *srv)
         "POST /small HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
     const char *chunks = "3c\r\n012345678901234567890123456789012345678901234567890123456789\r\n"
                          "3c\r\n012345678901234567890123456789012345678901234567890123456789\r\n0\r\n\r\n";
-    CHECK_INT(roundtrip(port, req, (size_t)rl, chunks, strlen(chunks), out, sizeof(out)), 413);
-    CHECK_INT(atomic_load(&calls), before + 1);
+    CHECK_EQ(roundtrip(port, req, (size_t)rl, chunks, strlen(chunks), out, sizeof(out)), 413);
+    CHECK_EQ(atomic_load(&calls), before + 1);
 
     /* Far beyond the cap the connection is dropped without reading it all. */
     char *many = malloc(200000);
@@ -222,18 +222,18 @@ static void test_bodies(struct http_server *srv)
     int st = roundtrip(port, req, (size_t)rl, many, ml, out, sizeof(out));
     CHECK(st == 0 || st == 413);
     free(many);
-    CHECK_INT(atomic_load(&calls), before + 1);
+    CHECK_EQ(atomic_load(&calls), before + 1);
 
     /* A small chunked body is accepted. */
     const char *small = "5\r\nhello\r\n0\r\n\r\n";
-    CHECK_INT(roundtrip(port, req, (size_t)rl, small, strlen(small), out, sizeof(out)), 201);
-    CHECK_INT(last.body_len, 5);
+    CHECK_EQ(roundtrip(port, req, (size_t)rl, small, strlen(small), out, sizeof(out)), 201);
+    CHECK_EQ(last.body_len, 5);
     free(body);
 }
 
 static void test_metrics(struct http_server *srv)
 {
-    CHECK_INT(simple(http_port(srv), "GET", "/metrics", NULL, out, sizeof(out)), 200);
+    CHECK_EQ(simple(http_port(srv), "GET", "/metrics", NULL, out, sizeof(out)), 200);
     CHECK_HAS(out, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
     CHECK_HAS(out, "# TYPE metrics_adapter_http_requests_total counter\n");
     CHECK_HAS(out, "metrics_adapter_http_requests_total{listener=\"test\",handler=\"/small\",code=\"413\"} ");
@@ -272,31 +272,31 @@ static void test_addresses(void)
 
     /* 0.0.0.0 is not loopback even when the client comes through 127.0.0.1. */
     struct http_server *any = start("0.0.0.0:0", 1024);
-    CHECK_INT(http_is_loopback(any), 0);
-    CHECK_INT(simple(http_port(any), "GET", "/exact", NULL, out, sizeof(out)), 201);
-    CHECK_INT(last.loopback, 0);
+    CHECK_EQ(http_is_loopback(any), 0);
+    CHECK_EQ(simple(http_port(any), "GET", "/exact", NULL, out, sizeof(out)), 201);
+    CHECK_EQ(last.loopback, 0);
 
     /* The port is taken: a real errno, not a crash. */
     char taken[64];
     snprintf(taken, sizeof(taken), "0.0.0.0:%u", http_port(any));
     struct http_listener_config lc = {.name = "dup", .address = taken, .threads = 1};
     struct http_server *dup;
-    CHECK_INT(http_server_new(&lc, &dup), 0);
-    CHECK_INT(http_start(dup), -EADDRINUSE);
+    CHECK_EQ(http_server_new(&lc, &dup), 0);
+    CHECK_EQ(http_start(dup), -EADDRINUSE);
     http_server_free(dup);
     http_server_free(any);
 
     struct http_server *lo = start("127.0.0.2:0", 1024);
-    CHECK_INT(http_is_loopback(lo), 1);
+    CHECK_EQ(http_is_loopback(lo), 1);
     CHECK(strncmp(http_bound_address(lo), "127.0.0.2:", 10) == 0);
     http_server_free(lo);
 
     /* IPv6 loopback, when the machine has it. */
     struct http_listener_config l6 = {.name = "v6", .address = "[::1]:0", .threads = 1};
     struct http_server *v6;
-    CHECK_INT(http_server_new(&l6, &v6), 0);
+    CHECK_EQ(http_server_new(&l6, &v6), 0);
     if (http_start(v6) == 0) {
-        CHECK_INT(http_is_loopback(v6), 1);
+        CHECK_EQ(http_is_loopback(v6), 1);
         CHECK(strncmp(http_bound_address(v6), "[::1]:", 6) == 0);
     } else {
         printf("test_http: no IPv6 loopback here, skipped [::1]\n");
@@ -338,14 +338,14 @@ static void test_rcu_registration(void)
 {
     struct http_listener_config lc = {.name = "rcu", .address = "127.0.0.1:0", .threads = 2};
     struct http_server *srv;
-    CHECK_INT(http_server_new(&lc, &srv), 0);
-    CHECK_INT(http_route(srv, "/rcu", HTTP_ROUTE_EXACT, 0, rcu_handler, NULL), 0);
-    CHECK_INT(http_route(srv, "/exact", HTTP_ROUTE_EXACT, 0, echo, "exact"), 0);
-    CHECK_INT(http_start(srv), 0);
+    CHECK_EQ(http_server_new(&lc, &srv), 0);
+    CHECK_EQ(http_route(srv, "/rcu", HTTP_ROUTE_EXACT, 0, rcu_handler, NULL), 0);
+    CHECK_EQ(http_route(srv, "/exact", HTTP_ROUTE_EXACT, 0, echo, "exact"), 0);
+    CHECK_EQ(http_start(srv), 0);
 
     int arg[2] = {0, (int)http_port(srv)};
     pthread_t th;
-    CHECK_INT(pthread_create(&th, NULL, rcu_client, arg), 0);
+    CHECK_EQ(pthread_create(&th, NULL, rcu_client, arg), 0);
     double end = t_now() + 5;
     while (!atomic_load(&rcu_in_section) && t_now() < end)
         usleep(1000);
@@ -354,12 +354,12 @@ static void test_rcu_registration(void)
     synchronize_rcu();
     atomic_store(&rcu_sync_done, 1);
     pthread_join(th, NULL);
-    CHECK_INT(arg[0], 200);
-    CHECK_INT(atomic_load(&rcu_done_seen_inside), 0);
+    CHECK_EQ(arg[0], 200);
+    CHECK_EQ(atomic_load(&rcu_done_seen_inside), 0);
 
     /* Registered pool threads that sit idle do not hold back grace periods. */
     for (int i = 0; i < 8; i++)
-        CHECK_INT(simple(http_port(srv), "GET", "/exact", NULL, out, sizeof(out)), 201);
+        CHECK_EQ(simple(http_port(srv), "GET", "/exact", NULL, out, sizeof(out)), 201);
     double t0 = t_now();
     for (int i = 0; i < 10; i++)
         synchronize_rcu();
@@ -373,7 +373,7 @@ int main(void)
     rcu_register_thread();
     selfmetrics_init();
     struct http_server *srv = start("127.0.0.1:0", 1 << 20);
-    CHECK_INT(http_is_loopback(srv), 1);
+    CHECK_EQ(http_is_loopback(srv), 1);
     test_routes(srv);
     test_bodies(srv);
     test_metrics(srv);

@@ -11,7 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "t_check.h"
+#include "check.h"
 
 static char dir[] = "/tmp/ma-test-kube-XXXXXX";
 
@@ -50,28 +50,28 @@ static void test_kubeconfig(void)
                                         "    client-certificate-data: Q0VSVA==\n"
                                         "    client-key-data: S0VZ\n");
     struct kube *k;
-    CHECK_INT(kube_new(p, 1000, 0, &k), 0);
+    CHECK_EQ(kube_new(p, 1000, 0, &k), 0);
     CHECK_STR(kube_server(k), "https://api.example:6443");
     CHECK_STR(k->token, "t0ken");
     char want[600];
     snprintf(want, sizeof(want), "%s/certs/ca.crt", dir);
     CHECK_STR(k->ca_file, want);
-    CHECK_INT(k->insecure, 1);
-    CHECK_INT(k->cert_data.len, 4);
+    CHECK_EQ(k->insecure, 1);
+    CHECK_EQ(k->cert_data.len, 4);
     CHECK(memcmp(k->cert_data.data, "CERT", 4) == 0);
-    CHECK_INT(k->key_data.len, 3);
+    CHECK_EQ(k->key_data.len, 3);
     kube_free(k);
 
     p = write_file_in("kc2", "current-context: x\ncontexts: []\n");
-    CHECK_INT(kube_new(p, 1000, 0, &k), -EINVAL);
+    CHECK_EQ(kube_new(p, 1000, 0, &k), -EINVAL);
     p = write_file_in("kc3", "{{{ not yaml");
-    CHECK_INT(kube_new(p, 1000, 0, &k), -EINVAL);
+    CHECK_EQ(kube_new(p, 1000, 0, &k), -EINVAL);
     snprintf(want, sizeof(want), "%s/missing", dir);
-    CHECK_INT(kube_new(want, 1000, 0, &k), -ENOENT);
+    CHECK_EQ(kube_new(want, 1000, 0, &k), -ENOENT);
 
     /* No kubeconfig and not in a cluster. */
     unsetenv("KUBERNETES_SERVICE_HOST");
-    CHECK_INT(kube_new("", 1000, 0, &k), -ENOENT);
+    CHECK_EQ(kube_new("", 1000, 0, &k), -ENOENT);
 }
 
 static void test_sar_body(void)
@@ -133,16 +133,16 @@ static void test_timeouts(void)
         "clusters: [{name: s, cluster: {server: 'http://127.0.0.1:%u'}}]\nusers: [{name: u, user: {}}]\n",
         port);
     struct kube *k;
-    CHECK_INT(kube_new(write_file_in("kc4", text), 200, 1, &k), 0);
+    CHECK_EQ(kube_new(write_file_in("kc4", text), 200, 1, &k), 0);
     struct kube_user u = {.name = "alice"};
     struct kube_attrs a = {.verb = "get", .path = "/metrics"};
     int allowed = 7;
     double t0 = t_now();
-    CHECK_INT(kube_sar(k, &u, &a, &allowed, NULL, 0), -ETIMEDOUT);
+    CHECK_EQ(kube_sar(k, &u, &a, &allowed, NULL, 0), -ETIMEDOUT);
     double took = t_now() - t0;
     /* Two attempts of 200 ms and 100 ms of backoff. */
     CHECK(took >= 0.45 && took < 1.5);
-    CHECK_INT(allowed, 7); /* out-parameters untouched on failure */
+    CHECK_EQ(allowed, 7); /* out-parameters untouched on failure */
     kube_free(k);
     close(fd);
 
@@ -154,9 +154,9 @@ static void test_timeouts(void)
         "current-context: c\ncontexts: [{name: c, context: {cluster: s, user: u}}]\n"
         "clusters: [{name: s, cluster: {server: 'http://127.0.0.1:%u'}}]\nusers: [{name: u, user: {}}]\n",
         port);
-    CHECK_INT(kube_new(write_file_in("kc5", text), 200, 0, &k), 0);
+    CHECK_EQ(kube_new(write_file_in("kc5", text), 200, 0, &k), 0);
     json_t *data = NULL;
-    CHECK_INT(kube_configmap_data(k, "kube-system", "x", &data), -EIO);
+    CHECK_EQ(kube_configmap_data(k, "kube-system", "x", &data), -EIO);
     CHECK(data == NULL);
     kube_free(k);
 }

@@ -5,7 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "t_check.h"
+#include "check.h"
 
 static int out_fd;
 
@@ -15,10 +15,10 @@ static const char *take(void)
     static char text[16 << 20];
     off_t end = lseek(out_fd, 0, SEEK_CUR);
     CHECK(end >= 0 && (size_t)end < sizeof(text));
-    CHECK_INT(pread(out_fd, text, (size_t)end, 0), end);
+    CHECK_EQ(pread(out_fd, text, (size_t)end, 0), end);
     text[end] = '\0';
-    CHECK_INT(ftruncate(out_fd, 0), 0);
-    CHECK_INT(lseek(out_fd, 0, SEEK_SET), 0);
+    CHECK_EQ(ftruncate(out_fd, 0), 0);
+    CHECK_EQ(lseek(out_fd, 0, SEEK_SET), 0);
     return text;
 }
 
@@ -34,7 +34,7 @@ static void test_format(void)
 {
     log_info("listening", "listener=%s addr=%s", "ingest", "127.0.0.1:8080");
     const char *t = take();
-    CHECK_INT(count_lines(t), 1);
+    CHECK_EQ(count_lines(t), 1);
     CHECK(strncmp(t, "ts=", 3) == 0);
     /* ts=2026-11-25T21:00:00.123Z: fixed width, UTC. */
     CHECK(t[13] == 'T' && t[26] == 'Z' && t[22] == '.');
@@ -67,24 +67,24 @@ static void test_format(void)
 static void test_quote(void)
 {
     char b[16];
-    CHECK_INT(log_quote(b, sizeof(b), "plain"), 5);
+    CHECK_EQ(log_quote(b, sizeof(b), "plain"), 5);
     CHECK_STR(b, "plain");
     log_quote(b, sizeof(b), "");
     CHECK_STR(b, "\"\"");
     /* Truncation keeps the buffer terminated. */
     log_quote(b, sizeof(b), "a very long value with spaces");
-    CHECK_INT(strlen(b), sizeof(b) - 1);
+    CHECK_EQ(strlen(b), sizeof(b) - 1);
 }
 
 static void test_levels(void)
 {
     enum log_level l;
-    CHECK_INT(log_parse_level("debug", &l), 0);
-    CHECK_INT(l, LOG_DEBUG);
-    CHECK_INT(log_parse_level("warning", &l), 0);
-    CHECK_INT(l, LOG_WARN);
-    CHECK_INT(log_parse_level("error", &l), 0);
-    CHECK_INT(l, LOG_ERROR);
+    CHECK_EQ(log_parse_level("debug", &l), 0);
+    CHECK_EQ(l, LOG_DEBUG);
+    CHECK_EQ(log_parse_level("warning", &l), 0);
+    CHECK_EQ(l, LOG_WARN);
+    CHECK_EQ(log_parse_level("error", &l), 0);
+    CHECK_EQ(l, LOG_ERROR);
     CHECK(log_parse_level("verbose", &l) < 0);
     CHECK(log_parse_level("", &l) < 0);
 
@@ -94,7 +94,7 @@ static void test_levels(void)
     log_warn("shown warn", "k=%d", 1);
     log_error("shown error", "k=%d", 1);
     const char *t = take();
-    CHECK_INT(count_lines(t), 2);
+    CHECK_EQ(count_lines(t), 2);
     CHECK(!strstr(t, "hidden"));
     CHECK(log_enabled(LOG_ERROR) && !log_enabled(LOG_INFO));
     log_set_level(LOG_DEBUG);
@@ -111,7 +111,7 @@ static void test_ratelimit(void)
         log_warn("repeated", "i=%d", i);
     log_warn("other message", "i=%d", 0);
     const char *t = take();
-    CHECK_INT(count_lines(t), 4);
+    CHECK_EQ(count_lines(t), 4);
     CHECK_HAS(t, "i=2\n");
     CHECK(!strstr(t, "i=3\n"));
     CHECK_HAS(t, "msg=\"other message\"");
@@ -124,7 +124,7 @@ static void test_ratelimit(void)
         usleep(10000);
     log_warn("repeated", "i=%d", 10);
     t = take();
-    CHECK_INT(count_lines(t), 2);
+    CHECK_EQ(count_lines(t), 2);
     CHECK_HAS(t, "level=warn msg=\"log messages suppressed\" key=repeated suppressed=7\n");
     CHECK_HAS(t, "msg=\"repeated\" i=10\n");
     CHECK(strstr(t, "suppressed=7") < strstr(t, "i=10"));
@@ -133,14 +133,14 @@ static void test_ratelimit(void)
     log_set_level(LOG_DEBUG);
     for (int i = 0; i < 10; i++)
         log_debug("repeated", "i=%d", i);
-    CHECK_INT(count_lines(take()), 10);
+    CHECK_EQ(count_lines(take()), 10);
     log_set_level(LOG_INFO);
 
     /* log_flush() reports the pending count at exit. */
     for (int i = 0; i < 5; i++)
         log_warn("repeated", "i=%d", i);
     t = take();
-    CHECK_INT(count_lines(t), 2);
+    CHECK_EQ(count_lines(t), 2);
     log_flush();
     CHECK_HAS(take(), "key=repeated suppressed=3\n");
     log_flush();
@@ -149,7 +149,7 @@ static void test_ratelimit(void)
     log_set_ratelimit(0, 0);
     for (int i = 0; i < 50; i++)
         log_info("unlimited", "i=%d", i);
-    CHECK_INT(count_lines(take()), 50);
+    CHECK_EQ(count_lines(take()), 50);
 }
 
 #define THREADS    4
@@ -171,11 +171,11 @@ static void test_threads(void)
     log_set_ratelimit(0, 0);
     pthread_t th[THREADS];
     for (long i = 0; i < THREADS; i++)
-        CHECK_INT(pthread_create(&th[i], NULL, writer, (void *)i), 0);
+        CHECK_EQ(pthread_create(&th[i], NULL, writer, (void *)i), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
     const char *t = take();
-    CHECK_INT(count_lines(t), THREADS * PER_THREAD);
+    CHECK_EQ(count_lines(t), THREADS * PER_THREAD);
     /* Lines never interleave: every line is whole. */
     int whole = 0;
     for (const char *p = t; *p;) {
@@ -186,7 +186,7 @@ static void test_threads(void)
         whole++;
         p = nl + 1;
     }
-    CHECK_INT(whole, THREADS * PER_THREAD);
+    CHECK_EQ(whole, THREADS * PER_THREAD);
 }
 
 int main(void)

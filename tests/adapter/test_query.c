@@ -25,7 +25,7 @@
 #include <maplib/maplib.h>
 
 #include "query.h"
-#include "t_check.h"
+#include "check.h"
 
 static int64_t now_ms(void)
 {
@@ -46,7 +46,7 @@ static void put(struct store *st, const char *metric, const char *ns, const char
     l[0].name_len = 8;
     struct api_rw_sample smp = {v, t};
     struct store_tally tally = {0};
-    CHECK_INT(store_write(st, l, 4, &smp, 1, &tally), 0);
+    CHECK_EQ(store_write(st, l, 4, &smp, 1, &tally), 0);
     store_tally_flush(st, &tally);
 }
 
@@ -70,7 +70,7 @@ static int read1(struct env *e, const char *metric, const char *pod, const char 
 {
     struct sel_selector *sel = NULL;
     if (lsel)
-        CHECK_INT(sel_parse(lsel, strlen(lsel), &sel, NULL, 0), 0);
+        CHECK_EQ(sel_parse(lsel, strlen(lsel), &sel, NULL, 0), 0);
     struct query_request q = {
         .ns = "ns",
         .resource = "pods",
@@ -115,21 +115,21 @@ static void values(struct env *e)
     double sum;
     size_t n;
     for (int round = 0; round < 3; round++) { /* the first builds the indexes, the others use them */
-        CHECK_INT(read1(e, "big", "p07", NULL, &sum, &n), 0);
-        CHECK_INT(n, 1);
+        CHECK_EQ(read1(e, "big", "p07", NULL, &sum, &n), 0);
+        CHECK_EQ(n, 1);
         CHECK(sum == 70 + 0.25 * 45);
-        CHECK_INT(read1(e, "big", NULL, NULL, &sum, &n), 0);
-        CHECK_INT(n, 40);
+        CHECK_EQ(read1(e, "big", NULL, NULL, &sum, &n), 0);
+        CHECK_EQ(n, 40);
         CHECK(sum == 10 * (39 * 40 / 2) + 40 * 0.25 * 45);
-        CHECK_INT(read1(e, "big", NULL, "s in (1,2)", &sum, &n), 0);
-        CHECK_INT(n, 40);
+        CHECK_EQ(read1(e, "big", NULL, "s in (1,2)", &sum, &n), 0);
+        CHECK_EQ(n, 40);
         CHECK(sum == 2 * (39 * 40 / 2) + 40 * 0.75);
-        CHECK_INT(read1(e, "big", NULL, "s=3,pod!=p00", &sum, &n), 0);
-        CHECK_INT(n, 39);
-        CHECK_INT(read1(e, "big", "nope", NULL, &sum, &n), -ENOENT);
-        CHECK_INT(read1(e, "small", "p01", NULL, &sum, &n), 0);
+        CHECK_EQ(read1(e, "big", NULL, "s=3,pod!=p00", &sum, &n), 0);
+        CHECK_EQ(n, 39);
+        CHECK_EQ(read1(e, "big", "nope", NULL, &sum, &n), -ENOENT);
+        CHECK_EQ(read1(e, "small", "p01", NULL, &sum, &n), 0);
         CHECK(n == 1 && sum == 2);
-        CHECK_INT(read1(e, "old", NULL, NULL, &sum, &n), -ENOENT);
+        CHECK_EQ(read1(e, "old", NULL, NULL, &sum, &n), -ENOENT);
     }
 }
 
@@ -189,12 +189,12 @@ static void *reader(void *arg)
         double sum;
         size_t items;
         snprintf(pod, sizeof pod, "p%02lu", n % 40);
-        CHECK_INT(read1(c->e, "big", pod, NULL, &sum, &items), 0);
+        CHECK_EQ(read1(c->e, "big", pod, NULL, &sum, &items), 0);
         /* the ten permanent series (p + k/4), plus at most TRANSIENT transient ones of value 1 */
         double perm = 10.0 * (double)(n % 40) + 0.25 * 45;
         CHECK(items == 1 && sum >= perm && sum <= perm + TRANSIENT);
-        CHECK_INT(read1(c->e, "big", NULL, "s=3", &sum, &items), 0);
-        CHECK_INT(items, 40);
+        CHECK_EQ(read1(c->e, "big", NULL, "s=3", &sum, &items), 0);
+        CHECK_EQ(items, 40);
         n++;
     }
     __atomic_fetch_add(&c->reads, n, __ATOMIC_RELAXED);
@@ -208,8 +208,8 @@ int main(int argc, char **argv)
     rcu_register_thread();
     struct store_config cfg = {0};
     struct env e = {.base = now_ms() - 60000};
-    CHECK_INT(store_new(&cfg, &e.st), 0);
-    CHECK_INT(rules_default(NULL, &e.rules, NULL, 0), 0);
+    CHECK_EQ(store_new(&cfg, &e.st), 0);
+    CHECK_EQ(rules_default(NULL, &e.rules, NULL, 0), 0);
 
     /* On a thread of its own: the per-thread indexes are freed when a thread exits. */
     pthread_t v;

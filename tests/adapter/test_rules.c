@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "rules.h"
-#include "t_check.h"
+#include "check.h"
 
 static const char *cfg_dir;
 static const char *example_path;
@@ -55,7 +55,7 @@ static struct rules_set *load(const char *file)
     int rc = rules_load_file(path, &s, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "load %s: %s\n", path, err);
-    CHECK_INT(rc, 0);
+    CHECK_EQ(rc, 0);
     return s;
 }
 
@@ -68,7 +68,7 @@ static struct rules_use one_use(const struct rules_set *s, struct lset *ls, enum
         for (size_t i = 0; i < n && i < 4; i++)
             fprintf(stderr, "use: %s[%u] as %s\n", u[i].rule->external ? "externalRules" : "rules",
                     u[i].rule->index, u[i].metric);
-    CHECK_INT(n, 1);
+    CHECK_EQ(n, 1);
     return u[0];
 }
 
@@ -76,22 +76,22 @@ static void test_config_series(void)
 {
     struct rules_set *s = load("adapter-config.yaml");
     CHECK(rules_is_config(s));
-    CHECK_INT(rules_count(s), 7);
+    CHECK_EQ(rules_count(s), 7);
     CHECK_HAS(rules_warnings(s), "resourceRules ignored");
 
     /* rule 0: ^container_(.*)_seconds_total$ with the implicit $1 */
     struct rules_use u = one_use(
         s, LS("__name__=container_cpu_usage_seconds_total", "container=app", "namespace=ns1", "pod=p1"), 0);
-    CHECK_INT(u.rule->index, 0);
+    CHECK_EQ(u.rule->index, 0);
     CHECK_STR(u.metric, "cpu_usage");
     CHECK(!u.rule->external);
-    CHECK_INT(u.rule->agg, RULES_AGG_SUM);
-    CHECK_INT(u.rule->fn, RULES_FN_RATE);
-    CHECK_INT(u.rule->window_ms, 300000);
-    CHECK_INT(u.rule->n_extra, 1);
+    CHECK_EQ(u.rule->agg, RULES_AGG_SUM);
+    CHECK_EQ(u.rule->fn, RULES_FN_RATE);
+    CHECK_EQ(u.rule->window_ms, 300000);
+    CHECK_EQ(u.rule->n_extra, 1);
     CHECK_STR(u.rule->extra[0].name, "container");
     CHECK_STR(u.rule->extra[0].value, "POD");
-    CHECK_INT(u.rule->extra[0].op, RULES_OP_NEQ);
+    CHECK_EQ(u.rule->extra[0].op, RULES_OP_NEQ);
     const struct rules_resource *res = rules_label_resource(u.rule, "pod");
     CHECK(res);
     CHECK_STR(res->resource, "pods");
@@ -105,7 +105,7 @@ static void test_config_series(void)
     /* container="POD" fails the seriesQuery: no rule wants it */
     struct lset *pod =
         LS("__name__=container_cpu_usage_seconds_total", "container=POD", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, pod->l, pod->n, 0, NULL, 0), 0);
+    CHECK_EQ(rules_series_uses(s, pod->l, pod->n, 0, NULL, 0), 0);
     CHECK(!rules_series_wanted(s, pod->l, pod->n, 0));
     /* neither does a series without a namespace */
     struct lset *nons = LS("__name__=container_cpu_usage_seconds_total", "container=app", "pod=p1");
@@ -114,21 +114,21 @@ static void test_config_series(void)
     /* rule 1: gauge, filtered with isNot, "agg by (...) (...)" form, two extra matchers */
     u = one_use(
         s, LS("__name__=container_memory_working_set_bytes", "container=app", "namespace=ns1", "pod=p1"), 0);
-    CHECK_INT(u.rule->index, 1);
+    CHECK_EQ(u.rule->index, 1);
     CHECK_STR(u.metric, "memory_working_set_bytes");
-    CHECK_INT(u.rule->agg, RULES_AGG_MAX);
-    CHECK_INT(u.rule->fn, RULES_FN_NONE);
-    CHECK_INT(u.rule->window_ms, 0);
-    CHECK_INT(u.rule->n_extra, 2);
+    CHECK_EQ(u.rule->agg, RULES_AGG_MAX);
+    CHECK_EQ(u.rule->fn, RULES_FN_NONE);
+    CHECK_EQ(u.rule->window_ms, 0);
+    CHECK_EQ(u.rule->n_extra, 2);
     CHECK_STR(u.rule->extra[1].name, "image");
-    CHECK_INT(u.rule->extra[1].op, RULES_OP_RE);
+    CHECK_EQ(u.rule->extra[1].op, RULES_OP_RE);
     CHECK_STR(rules_label_resource(u.rule, "pod")->resource, "pods"); /* "pods" accepted as written */
 
     /* rule 2: template <<.Resource>>: pod, namespace and node labels all map */
     u = one_use(s, LS("__name__=queue_depth", "namespace=ns1", "pod=p1", "node=n1", "job=x"), 0);
-    CHECK_INT(u.rule->index, 2);
+    CHECK_EQ(u.rule->index, 2);
     CHECK_STR(u.metric, "queue_depth");
-    CHECK_INT(u.rule->agg, RULES_AGG_AVG);
+    CHECK_EQ(u.rule->agg, RULES_AGG_AVG);
     CHECK_STR(rules_label_resource(u.rule, "node")->resource, "nodes");
     CHECK_STR(rules_label_resource(u.rule, "deployment")->group, "apps");
     CHECK_STR(rules_label_resource(u.rule, "job")->group, "batch"); /* as a RESTMapper would */
@@ -138,20 +138,20 @@ static void test_config_series(void)
 
     /* rule 3: ${1}_per_second, increase over 1m30s; rule 2 drops it (isNot .*_total$) */
     u = one_use(s, LS("__name__=http_requests_total", "method=GET", "namespace=ns1", "pod=p1"), 0);
-    CHECK_INT(u.rule->index, 3);
+    CHECK_EQ(u.rule->index, 3);
     CHECK_STR(u.metric, "http_requests_per_second");
-    CHECK_INT(u.rule->fn, RULES_FN_INCREASE);
-    CHECK_INT(u.rule->window_ms, 90000);
+    CHECK_EQ(u.rule->fn, RULES_FN_INCREASE);
+    CHECK_EQ(u.rule->window_ms, 90000);
 
     /* rule 4: kube_<<.Group>>_<<.Resource>> */
     u = one_use(
         s, LS("__name__=kube_deployment_status_replicas", "kube__namespace=ns1", "kube_apps_deployment=web"),
         0);
-    CHECK_INT(u.rule->index, 4);
+    CHECK_EQ(u.rule->index, 4);
     CHECK_STR(u.metric, "kube_deployment_status_replicas");
-    CHECK_INT(u.rule->agg, RULES_AGG_MIN);
-    CHECK_INT(u.rule->fn, RULES_FN_IRATE);
-    CHECK_INT(u.rule->window_ms, 60000);
+    CHECK_EQ(u.rule->agg, RULES_AGG_MIN);
+    CHECK_EQ(u.rule->fn, RULES_FN_IRATE);
+    CHECK_EQ(u.rule->window_ms, 60000);
     CHECK_STR(rules_label_resource(u.rule, "kube_apps_deployment")->resource, "deployments");
     CHECK_STR(rules_label_resource(u.rule, "kube__pod")->resource, "pods");
     CHECK_STR(rules_object_label(u.rule, "deployments"), "kube_apps_deployment");
@@ -160,25 +160,25 @@ static void test_config_series(void)
      * namespaced gauge) serves the same series as a custom metric */
     struct rules_use two[4];
     struct lset *lag = LS("__name__=queue_consumer_lag", "name=orders", "namespace=ns1");
-    CHECK_INT(rules_series_uses(s, lag->l, lag->n, 0, two, 4), 2);
-    CHECK_INT(two[0].rule->index, 2);
+    CHECK_EQ(rules_series_uses(s, lag->l, lag->n, 0, two, 4), 2);
+    CHECK_EQ(two[0].rule->index, 2);
     CHECK(!two[0].rule->external);
     u = two[1];
     CHECK(u.rule->external);
-    CHECK_INT(u.rule->index, 0);
+    CHECK_EQ(u.rule->index, 0);
     CHECK_STR(u.metric, "queue_consumer_lag");
-    CHECK_INT(u.rule->n_group_by, 1);
+    CHECK_EQ(u.rule->n_group_by, 1);
     CHECK_STR(u.rule->group_by[0], "name");
-    CHECK_INT(u.rule->ns_mode, RULES_NS_EQUAL);
+    CHECK_EQ(u.rule->ns_mode, RULES_NS_EQUAL);
     CHECK_STR(u.rule->namespace_label, "namespace");
 
     /* external 1: namespaced: false, renamed */
     u = one_use(s, LS("__name__=sqs_messages_visible", "queue=q1"), 0);
     CHECK(u.rule->external);
     CHECK_STR(u.metric, "queue_messages_visible");
-    CHECK_INT(u.rule->agg, RULES_AGG_COUNT);
-    CHECK_INT(u.rule->ns_mode, RULES_NS_NONE);
-    CHECK_INT(u.rule->n_group_by, 0);
+    CHECK_EQ(u.rule->agg, RULES_AGG_COUNT);
+    CHECK_EQ(u.rule->ns_mode, RULES_NS_NONE);
+    CHECK_EQ(u.rule->n_group_by, 0);
 
     /* nothing wants an unrelated series */
     struct lset *other = LS("__name__=up", "job=x");
@@ -194,12 +194,12 @@ static void test_config_lookup(void)
     /* Candidates in configuration order, each with the one source series
      * name that would serve it; the store decides which exist. */
     size_t n = rules_lookup_custom(s, "pods", "cpu_usage", t, 8);
-    CHECK_INT(n, 3);
-    CHECK_INT(t[1].rule->index, 1);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(t[1].rule->index, 1);
     CHECK_STR(t[1].source, "container_cpu_usage");
-    CHECK_INT(t[2].rule->index, 2);
+    CHECK_EQ(t[2].rule->index, 2);
     CHECK_STR(t[2].source, "cpu_usage");
-    CHECK_INT(t[0].rule->index, 0);
+    CHECK_EQ(t[0].rule->index, 0);
     CHECK_STR(t[0].source, "container_cpu_usage_seconds_total");
     CHECK_STR(t[0].object_label, "pod");
     CHECK_STR(t[0].namespace_label, "namespace");
@@ -218,49 +218,49 @@ static void test_config_lookup(void)
 
     /* namespaces resource: the namespace is the object */
     n = rules_lookup_custom(s, "namespaces", "cpu_usage", t, 8);
-    CHECK_INT(n, 3);
+    CHECK_EQ(n, 3);
     CHECK_STR(t[0].object_label, "namespace");
     CHECK(rules_series_selected(&t[0], a->l, a->n, NULL, "ns1"));
     CHECK(!rules_series_selected(&t[0], a->l, a->n, NULL, "ns2"));
 
     /* for nodes only the template rule applies */
-    CHECK_INT(rules_lookup_custom(s, "nodes", "cpu_usage", t, 8), 1);
-    CHECK_INT(t[0].rule->index, 2);
+    CHECK_EQ(rules_lookup_custom(s, "nodes", "cpu_usage", t, 8), 1);
+    CHECK_EQ(t[0].rule->index, 2);
     CHECK_STR(t[0].object_label, "node");
     /* a metric rule 2's filter refuses has no candidate there */
-    CHECK_INT(rules_lookup_custom(s, "nodes", "errors_total", t, 8), 0);
-    CHECK_INT(rules_lookup_custom(s, "services", "cpu_usage", t, 8), 1);
-    CHECK_INT(rules_lookup_custom(s, "widgets", "cpu_usage", t, 8), 0);
+    CHECK_EQ(rules_lookup_custom(s, "nodes", "errors_total", t, 8), 0);
+    CHECK_EQ(rules_lookup_custom(s, "services", "cpu_usage", t, 8), 1);
+    CHECK_EQ(rules_lookup_custom(s, "widgets", "cpu_usage", t, 8), 0);
 
     /* ${1}_per_second inverted to its source; rule 2 also offers it as a gauge name */
     n = rules_lookup_custom(s, "pods", "http_requests_per_second", t, 8);
-    CHECK_INT(n, 4);
+    CHECK_EQ(n, 4);
     CHECK_STR(t[0].source, "container_http_requests_per_second_seconds_total");
     CHECK_STR(t[1].source, "container_http_requests_per_second");
-    CHECK_INT(t[2].rule->index, 2);
+    CHECK_EQ(t[2].rule->index, 2);
     CHECK_STR(t[2].source, "http_requests_per_second");
-    CHECK_INT(t[3].rule->index, 3);
+    CHECK_EQ(t[3].rule->index, 3);
     CHECK_STR(t[3].source, "http_requests_total");
-    CHECK_INT(t[3].rule->fn, RULES_FN_INCREASE);
-    CHECK_INT(rules_lookup_custom(s, "pods", "http_requests_per_second", t, 2), 4); /* count beyond max */
+    CHECK_EQ(t[3].rule->fn, RULES_FN_INCREASE);
+    CHECK_EQ(rules_lookup_custom(s, "pods", "http_requests_per_second", t, 2), 4); /* count beyond max */
 
     /* gauge via the template, on nodes */
     n = rules_lookup_custom(s, "nodes", "queue_depth", t, 8);
-    CHECK_INT(n, 1);
+    CHECK_EQ(n, 1);
     CHECK_STR(t[0].source, "queue_depth");
     CHECK_STR(t[0].object_label, "node");
 
     /* the fixed name from the seriesQuery, group-qualified resource */
     n = rules_lookup_custom(s, "deployments.apps", "kube_deployment_status_replicas", t, 8);
-    CHECK_INT(n, 2); /* rule 2's template also maps "deployment" */
-    CHECK_INT(t[1].rule->index, 4);
+    CHECK_EQ(n, 2); /* rule 2's template also maps "deployment" */
+    CHECK_EQ(t[1].rule->index, 4);
     CHECK_STR(t[1].source, "kube_deployment_status_replicas");
     CHECK_STR(t[1].object_label, "kube_apps_deployment");
     CHECK_STR(t[1].namespace_label, "kube__namespace");
 
     /* external */
     n = rules_lookup_external(s, "queue_consumer_lag", t, 8);
-    CHECK_INT(n, 2); /* externalRules[1] would read sqs_consumer_lag as queue_consumer_lag */
+    CHECK_EQ(n, 2); /* externalRules[1] would read sqs_consumer_lag as queue_consumer_lag */
     CHECK_STR(t[1].source, "sqs_consumer_lag");
     CHECK_STR(t[0].source, "queue_consumer_lag");
     CHECK(!t[0].object_label);
@@ -271,11 +271,11 @@ static void test_config_lookup(void)
     CHECK(!rules_series_selected(&t[0], q2->l, q2->n, "ns1", NULL));
 
     n = rules_lookup_external(s, "queue_messages_visible", t, 8);
-    CHECK_INT(n, 1);
+    CHECK_EQ(n, 1);
     CHECK_STR(t[0].source, "sqs_messages_visible");
     struct lset *sq = LS("__name__=sqs_messages_visible", "queue=q1");
     CHECK(rules_series_selected(&t[0], sq->l, sq->n, "any", NULL));
-    CHECK_INT(rules_lookup_external(s, "cpu_usage", t, 8), 0);
+    CHECK_EQ(rules_lookup_external(s, "cpu_usage", t, 8), 0);
     rules_free(s);
 }
 
@@ -313,7 +313,7 @@ static void test_config_discovery(void)
         printf("  served: %s%s%s/%s%s\n", v[i].resource ? v[i].resource->resource : "external",
                v[i].resource && *v[i].resource->group ? "." : "", v[i].resource ? v[i].resource->group : "",
                v[i].metric, v[i].namespaced ? " (namespaced)" : "");
-    CHECK_INT(n, 9);
+    CHECK_EQ(n, 9);
     CHECK(find_served(v, n, "pods", "cpu_usage")->namespaced);
     CHECK(!find_served(v, n, "namespaces", "cpu_usage")->namespaced);
     CHECK(find_served(v, n, "pods", "http_requests_per_second"));
@@ -332,34 +332,34 @@ static void test_config_discovery(void)
 static void test_stock_config(void)
 {
     struct rules_set *s = load("stock.yaml");
-    CHECK_INT(rules_count(s), 6);
+    CHECK_EQ(rules_count(s), 6);
     CHECK(!rules_warnings(s));
     struct rules_use u[4];
     struct lset *cpu =
         LS("__name__=container_cpu_usage_seconds_total", "container=app", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, cpu->l, cpu->n, 0, u, 4), 1);
+    CHECK_EQ(rules_series_uses(s, cpu->l, cpu->n, 0, u, 4), 1);
     CHECK_STR(u[0].metric, "cpu_usage");
     struct lset *net =
         LS("__name__=container_network_receive_bytes_total", "container=app", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, net->l, net->n, 0, u, 4), 1);
+    CHECK_EQ(rules_series_uses(s, net->l, net->n, 0, u, 4), 1);
     CHECK_STR(u[0].metric, "network_receive_bytes");
-    CHECK_INT(u[0].rule->index, 1);
+    CHECK_EQ(u[0].rule->index, 1);
     struct lset *mem = LS("__name__=container_memory_rss", "container=app", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, mem->l, mem->n, 0, u, 4), 1);
+    CHECK_EQ(rules_series_uses(s, mem->l, mem->n, 0, u, 4), 1);
     CHECK_STR(u[0].metric, "memory_rss");
     struct lset *req = LS("__name__=http_requests_total", "namespace=ns1", "pod=p1", "service=web");
-    CHECK_INT(rules_series_uses(s, req->l, req->n, 0, u, 4), 1);
+    CHECK_EQ(rules_series_uses(s, req->l, req->n, 0, u, 4), 1);
     CHECK_STR(u[0].metric, "http_requests");
-    CHECK_INT(u[0].rule->index, 4);
-    CHECK_INT(u[0].rule->window_ms, 300000);
+    CHECK_EQ(u[0].rule->index, 4);
+    CHECK_EQ(u[0].rule->window_ms, 300000);
     /* _seconds_total outside cAdvisor: rules 4 (filter is unanchored .*_seconds_total: excluded) and 5 */
     struct lset *lat = LS("__name__=job_duration_seconds_total", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, lat->l, lat->n, 0, u, 4), 1);
+    CHECK_EQ(rules_series_uses(s, lat->l, lat->n, 0, u, 4), 1);
     CHECK_STR(u[0].metric, "job_duration");
-    CHECK_INT(u[0].rule->index, 5);
+    CHECK_EQ(u[0].rule->index, 5);
 
     struct rules_target t[8];
-    CHECK_INT(rules_lookup_custom(s, "services", "http_requests", t, 8), 3); /* rules 3, 4 and 5 */
+    CHECK_EQ(rules_lookup_custom(s, "services", "http_requests", t, 8), 3); /* rules 3, 4 and 5 */
     CHECK_STR(t[2].source, "http_requests_seconds_total");
     CHECK_STR(t[1].source, "http_requests_total");
     CHECK_STR(t[1].object_label, "service");
@@ -373,7 +373,7 @@ static void test_example_config(void)
     int rc = rules_load_file(example_path, &s, err, sizeof(err));
     if (rc)
         fprintf(stderr, "%s\n", err);
-    CHECK_INT(rc, 0);
+    CHECK_EQ(rc, 0);
     CHECK(rules_count(s) >= 3);
     rules_free(s);
 }
@@ -402,15 +402,15 @@ static void test_merge_keys(void)
     int rc = rules_load_buffer(yaml, sizeof(yaml) - 1, &s, err, sizeof(err));
     if (rc)
         fprintf(stderr, "%s\n", err);
-    CHECK_INT(rc, 0);
-    CHECK_INT(rules_count(s), 2);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(rules_count(s), 2);
     const struct rules_rule *r = rules_get(s, 1);
-    CHECK_INT(r->agg, RULES_AGG_SUM);                                   /* metricsQuery merged */
+    CHECK_EQ(r->agg, RULES_AGG_SUM);                                   /* metricsQuery merged */
     CHECK_STR(rules_label_resource(r, "pod")->resource, "deployments"); /* own key wins */
     CHECK_STR(rules_label_resource(r, "namespace")->resource, "namespaces");
     struct rules_use u[2];
     struct lset *b = LS("__name__=b_x", "namespace=ns", "pod=web");
-    CHECK_INT(rules_series_uses(s, b->l, b->n, 0, u, 2), 1);
+    CHECK_EQ(rules_series_uses(s, b->l, b->n, 0, u, 2), 1);
     CHECK_STR(u[0].metric, "b_x");
     rules_free(s);
 }
@@ -423,7 +423,7 @@ static void expect_error(const char *yaml, const char *n1, const char *n2)
     int rc = rules_load_buffer(yaml, strlen(yaml), &s, err, sizeof(err));
     if (rc != -EINVAL)
         fprintf(stderr, "no error for:\n%s\n", yaml);
-    CHECK_INT(rc, -EINVAL);
+    CHECK_EQ(rc, -EINVAL);
     CHECK(s == (struct rules_set *)0x1); /* out-parameter untouched */
     CHECK_HAS(err, n1);
     if (n2)
@@ -547,7 +547,7 @@ static void test_errors(void)
     /* files */
     char err[RULES_ERR_MAX];
     struct rules_set *s = NULL;
-    CHECK_INT(rules_load_file("/nonexistent/rules.yaml", &s, err, sizeof(err)), -ENOENT);
+    CHECK_EQ(rules_load_file("/nonexistent/rules.yaml", &s, err, sizeof(err)), -ENOENT);
     CHECK_HAS(err, "/nonexistent/rules.yaml");
     CHECK(s == NULL);
 }
@@ -575,13 +575,13 @@ static void test_syntax(void)
     int rc = rules_load_buffer(yaml, sizeof(yaml) - 1, &s, err, sizeof(err));
     if (rc)
         fprintf(stderr, "%s\n", err);
-    CHECK_INT(rc, 0);
-    CHECK_INT(rules_count(s), 3);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(rules_count(s), 3);
     const struct rules_rule *r = rules_get(s, 1);
-    CHECK_INT(r->index, 1);
-    CHECK_INT(r->window_ms, 5415500);
-    CHECK_INT(r->fn, RULES_FN_IRATE);
-    CHECK_INT(r->n_extra, 1);
+    CHECK_EQ(r->index, 1);
+    CHECK_EQ(r->window_ms, 5415500);
+    CHECK_EQ(r->fn, RULES_FN_IRATE);
+    CHECK_EQ(r->n_extra, 1);
     CHECK_STR(r->extra[0].value, "x");
     CHECK_STR(rules_object_label(r, "deployments"), "a");
     struct lset *ok = LS("__name__=x_total", "a=bz", "c=q", "f=1",
@@ -589,7 +589,7 @@ static void test_syntax(void)
                          "A",
                          "h=42");
     struct rules_use u[4];
-    CHECK_INT(rules_series_uses(s, ok->l, ok->n, 0, u, 4), 2);
+    CHECK_EQ(rules_series_uses(s, ok->l, ok->n, 0, u, 4), 2);
     CHECK_STR(u[0].metric, "x_rate$");
     /* each matcher refuses in turn: anchored regexes, !~, !=, =, raw string */
     struct lset *bad[] = {
@@ -616,20 +616,20 @@ static void test_syntax(void)
            "h=42"),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        CHECK_INT(rules_series_uses(s, bad[i]->l, bad[i]->n, 0, u, 4), 0);
+        CHECK_EQ(rules_series_uses(s, bad[i]->l, bad[i]->n, 0, u, 4), 0);
     struct rules_target t[4];
-    CHECK_INT(rules_lookup_custom(s, "deployments.apps", "x_rate$", t, 4), 2);
+    CHECK_EQ(rules_lookup_custom(s, "deployments.apps", "x_rate$", t, 4), 2);
     CHECK_STR(t[0].source, "x_total");
 
     r = rules_get(s, 2);
     CHECK(r->external);
-    CHECK_INT(r->agg, RULES_AGG_COUNT);
-    CHECK_INT(r->n_group_by, 2);
+    CHECK_EQ(r->agg, RULES_AGG_COUNT);
+    CHECK_EQ(r->n_group_by, 2);
     CHECK_STR(r->group_by[1], "b");
     /* name.matches absent: served under its own name, inverted as identity */
-    CHECK_INT(rules_lookup_external(s, "sqs_depth", t, 4), 1);
+    CHECK_EQ(rules_lookup_external(s, "sqs_depth", t, 4), 1);
     CHECK_STR(t[0].source, "sqs_depth");
-    CHECK_INT(rules_lookup_external(s, "other", t, 4), 0);
+    CHECK_EQ(rules_lookup_external(s, "other", t, 4), 0);
     rules_free(s);
 }
 
@@ -637,36 +637,36 @@ static void test_defaults(void)
 {
     struct rules_set *s = NULL;
     char err[RULES_ERR_MAX];
-    CHECK_INT(rules_default(NULL, &s, err, sizeof(err)), 0);
+    CHECK_EQ(rules_default(NULL, &s, err, sizeof(err)), 0);
     CHECK(!rules_is_config(s));
     struct rules_use u[4];
 
     /* x_total: custom and external, served as x with sum(rate(x_total[2m])) */
     struct lset *c = LS("__name__=x_total", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, c->l, c->n, RULES_TYPE_UNKNOWN, u, 4), 2);
+    CHECK_EQ(rules_series_uses(s, c->l, c->n, RULES_TYPE_UNKNOWN, u, 4), 2);
     CHECK_STR(u[0].metric, "x");
     CHECK(!u[0].rule->external);
-    CHECK_INT(u[0].rule->fn, RULES_FN_RATE);
-    CHECK_INT(u[0].rule->window_ms, 120000);
-    CHECK_INT(u[0].rule->agg, RULES_AGG_SUM);
+    CHECK_EQ(u[0].rule->fn, RULES_FN_RATE);
+    CHECK_EQ(u[0].rule->window_ms, 120000);
+    CHECK_EQ(u[0].rule->agg, RULES_AGG_SUM);
     CHECK_STR(u[1].metric, "x");
     CHECK(u[1].rule->external);
 
     /* a gauge: sum(x) */
     struct lset *g = LS("__name__=mem_bytes", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, g->l, g->n, RULES_TYPE_UNKNOWN, u, 4), 2);
+    CHECK_EQ(rules_series_uses(s, g->l, g->n, RULES_TYPE_UNKNOWN, u, 4), 2);
     CHECK_STR(u[0].metric, "mem_bytes");
-    CHECK_INT(u[0].rule->fn, RULES_FN_NONE);
+    CHECK_EQ(u[0].rule->fn, RULES_FN_NONE);
 
     /* a counter known from metadata keeps its name but is a rate */
     struct lset *tc = LS("__name__=requests", "namespace=ns1", "pod=p1");
-    CHECK_INT(rules_series_uses(s, tc->l, tc->n, RULES_TYPE_COUNTER, u, 4), 2);
+    CHECK_EQ(rules_series_uses(s, tc->l, tc->n, RULES_TYPE_COUNTER, u, 4), 2);
     CHECK_STR(u[0].metric, "requests");
-    CHECK_INT(u[0].rule->fn, RULES_FN_RATE);
+    CHECK_EQ(u[0].rule->fn, RULES_FN_RATE);
     /* a gauge named _total by metadata stays a gauge */
-    CHECK_INT(rules_series_uses(s, c->l, c->n, RULES_TYPE_GAUGE, u, 4), 2);
+    CHECK_EQ(rules_series_uses(s, c->l, c->n, RULES_TYPE_GAUGE, u, 4), 2);
     CHECK_STR(u[0].metric, "x_total");
-    CHECK_INT(u[0].rule->fn, RULES_FN_NONE);
+    CHECK_EQ(u[0].rule->fn, RULES_FN_NONE);
 
     /* the defaults want everything with a name, even without object labels */
     struct lset *bare = LS("__name__=queue_length", "queue=a");
@@ -677,7 +677,7 @@ static void test_defaults(void)
     /* lookup of x: x_total as a counter, x typed counter, x as a gauge */
     struct rules_target t[8];
     size_t n = rules_lookup_custom(s, "pods", "x", t, 8);
-    CHECK_INT(n, 3);
+    CHECK_EQ(n, 3);
     CHECK_STR(t[0].source, "x_total");
     CHECK_STR(t[0].object_label, "pod");
     CHECK_STR(t[0].namespace_label, "namespace");
@@ -687,16 +687,16 @@ static void test_defaults(void)
     CHECK(rules_name_serves(t[1].rule, "x", RULES_TYPE_COUNTER, "x"));
     CHECK_STR(t[2].source, "x");
     CHECK(rules_name_serves(t[2].rule, "x", RULES_TYPE_GAUGE, "x"));
-    CHECK_INT(t[2].rule->fn, RULES_FN_NONE);
-    CHECK_INT(rules_lookup_custom(s, "nodes", "x", t, 8), 0);
-    CHECK_INT(rules_lookup_custom(s, "namespaces", "x", t, 8), 3);
+    CHECK_EQ(t[2].rule->fn, RULES_FN_NONE);
+    CHECK_EQ(rules_lookup_custom(s, "nodes", "x", t, 8), 0);
+    CHECK_EQ(rules_lookup_custom(s, "namespaces", "x", t, 8), 3);
     CHECK_STR(t[0].object_label, "namespace");
 
     /* default external: namespace ns sums namespace=ns and no namespace at all */
     n = rules_lookup_external(s, "queue_length", t, 8);
-    CHECK_INT(n, 3);
+    CHECK_EQ(n, 3);
     CHECK_STR(t[2].source, "queue_length");
-    CHECK_INT(t[2].rule->ns_mode, RULES_NS_EQUAL_OR_NONE);
+    CHECK_EQ(t[2].rule->ns_mode, RULES_NS_EQUAL_OR_NONE);
     struct lset *in = LS("__name__=queue_length", "namespace=ns1", "queue=a");
     struct lset *out = LS("__name__=queue_length", "namespace=ns2", "queue=a");
     CHECK(rules_series_selected(&t[2], bare->l, bare->n, "ns1", NULL));
@@ -710,7 +710,7 @@ static void test_defaults(void)
     rules_disc_add(d, bare->l, bare->n, 0);
     const struct rules_served *v;
     n = rules_disc_result(d, &v);
-    CHECK_INT(n, 4);
+    CHECK_EQ(n, 4);
     CHECK(find_served(v, n, "pods", "x")->namespaced);
     CHECK(!find_served(v, n, "namespaces", "x")->namespaced);
     CHECK(find_served(v, n, NULL, "x"));
@@ -719,7 +719,7 @@ static void test_defaults(void)
     rules_free(s);
 
     /* extra object labels */
-    CHECK_INT(rules_default("node=nodes,deployment=deployments.apps,pod=pods", &s, err, sizeof(err)), 0);
+    CHECK_EQ(rules_default("node=nodes,deployment=deployments.apps,pod=pods", &s, err, sizeof(err)), 0);
     const struct rules_rule *r = rules_get(s, 0);
     CHECK_STR(rules_object_label(r, "nodes"), "node");
     CHECK_STR(rules_object_label(r, "deployments.apps"), "deployment");
@@ -727,7 +727,7 @@ static void test_defaults(void)
     CHECK_STR(rules_label_resource(r, "deployment")->group, "apps");
     rules_free(s);
     s = NULL;
-    CHECK_INT(rules_default("node", &s, err, sizeof(err)), -EINVAL);
+    CHECK_EQ(rules_default("node", &s, err, sizeof(err)), -EINVAL);
     CHECK_HAS(err, "'node'");
     CHECK(s == NULL);
 }

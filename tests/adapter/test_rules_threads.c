@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "rules.h"
-#include "t_check.h"
+#include "check.h"
 
 static const struct rules_set *set;
 static int iterations;
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
     compute(&reference);
     /* the stock shape: every series is served by exactly one rule */
     for (size_t i = 0; i < NS; i++) {
-        CHECK_INT(reference.uses[i], 1);
+        CHECK_EQ(reference.uses[i], 1);
         CHECK(reference.selected[i]);
     }
     CHECK_STR(reference.metric[0], "cpu_usage");
@@ -136,9 +136,9 @@ int main(int argc, char **argv)
         threads = 64;
     double t0 = t_now();
     for (int i = 0; i < threads; i++)
-        CHECK_INT(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i), 0);
+        CHECK_EQ(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i), 0);
     for (int i = 0; i < threads; i++)
-        CHECK_INT(pthread_join(th[i], NULL), 0);
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
     printf("test_rules_threads: ok (%d threads x %d rounds in %.2f s)\n", threads, iterations, t_now() - t0);
     rules_free(s);
     return 0;

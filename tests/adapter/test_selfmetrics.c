@@ -6,7 +6,7 @@
 #include <maplib/maplib.h>
 
 #include "expo.h"
-#include "t_check.h"
+#include "check.h"
 
 SM_COUNTER(c_dup, "test_dropped_total", "reason=\"duplicate\"", "Samples dropped, by reason.");
 SM_COUNTER(c_old, "test_dropped_total", "reason=\"too_old\"", "Samples dropped, by reason.");
@@ -46,16 +46,16 @@ int main(void)
     sm_observe(&h_lat, 0.5);
     sm_observe(&h_lat, 7);
 
-    CHECK_INT(selfmetrics_register(collect, "a"), 0);
-    CHECK_INT(selfmetrics_register(collect, "a"), -EEXIST);
-    CHECK_INT(selfmetrics_register(collect, "b"), 0);
+    CHECK_EQ(selfmetrics_register(collect, "a"), 0);
+    CHECK_EQ(selfmetrics_register(collect, "a"), -EEXIST);
+    CHECK_EQ(selfmetrics_register(collect, "b"), 0);
 
     struct buf b = BUF_INIT;
     selfmetrics_render(&b);
-    CHECK_INT(ncollect, 2);
+    CHECK_EQ(ncollect, 2);
     /* One header per family, both label sets under it. */
-    CHECK_INT(count(b.data, "# TYPE test_dropped_total counter\n"), 1);
-    CHECK_INT(count(b.data, "# HELP test_dropped_total "), 1);
+    CHECK_EQ(count(b.data, "# TYPE test_dropped_total counter\n"), 1);
+    CHECK_EQ(count(b.data, "# HELP test_dropped_total "), 1);
     CHECK_HAS(b.data, "test_dropped_total{reason=\"duplicate\"} 42\n");
     CHECK_HAS(b.data, "test_dropped_total{reason=\"too_old\"} 1\n");
     CHECK_HAS(b.data, "# TYPE test_live gauge\ntest_live 7\n");
@@ -92,13 +92,13 @@ int main(void)
     buf_reset(&b);
     ncollect = 0;
     selfmetrics_render(&b);
-    CHECK_INT(ncollect, 1);
+    CHECK_EQ(ncollect, 1);
     CHECK(!strstr(b.data, "who=\"a\""));
     selfmetrics_shutdown();
     buf_reset(&b);
     ncollect = 0;
     selfmetrics_render(&b);
-    CHECK_INT(ncollect, 0);
+    CHECK_EQ(ncollect, 0);
     buf_free(&b);
     ml_shutdown();
     rcu_unregister_thread();

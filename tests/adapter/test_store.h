@@ -1,7 +1,7 @@
 #ifndef TESTS_ADAPTER_TEST_STORE_H
 #define TESTS_ADAPTER_TEST_STORE_H
 
-/* Helpers shared by the store's tests: assertions that print both operands, label builders. */
+/* Helpers shared by the store's tests: label builders, one-sample writes (assertions: check.h). */
 
 #include <errno.h>
 #include <stdint.h>
@@ -10,36 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "store.h"
-
-#define CHECK(c)                                                                                             \
-    do {                                                                                                     \
-        if (!(c)) {                                                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                            \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
-
-#define CHECK_OP(a, op, b)                                                                                   \
-    do {                                                                                                     \
-        long long t_a_ = (long long)(a), t_b_ = (long long)(b);                                              \
-        if (!(t_a_ op t_b_)) {                                                                               \
-            fprintf(stderr, "%s:%d: CHECK(%s %s %s) failed: %lld vs %lld\n", __FILE__, __LINE__, #a, #op,    \
-                    #b, t_a_, t_b_);                                                                         \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
-#define CHECK_EQ(a, b) CHECK_OP(a, ==, b)
-
-#define CHECK_STR(a, alen, b)                                                                                \
-    do {                                                                                                     \
-        size_t t_l_ = (alen);                                                                                \
-        if (t_l_ != strlen(b) || memcmp((a), (b), t_l_) != 0) {                                              \
-            fprintf(stderr, "%s:%d: CHECK(%s == \"%s\") failed: \"%.*s\"\n", __FILE__, __LINE__, #a, (b),    \
-                    (int)t_l_, (const char *)(a));                                                           \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
 
 /* A label set built from "name", "value", ... NULL (must be given sorted). */
 struct t_labels {
@@ -64,13 +36,6 @@ static inline void t_labels_v(struct t_labels *ls, const char *const *kv)
         const char *const t_kv_[] = {__VA_ARGS__, NULL};                                                     \
         t_labels_v((ls), t_kv_);                                                                             \
     } while (0)
-
-static inline double t_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Write one sample; returns store_write's result and flushes the tally into the store. */
 static inline int t_write1(struct store *st, const struct t_labels *ls, int64_t ts, double v)

@@ -8,6 +8,8 @@
 
 #include <zlib.h>
 
+#include "check.h"
+
 #define CHECK_OUT(b, want)                                                                                   \
     do {                                                                                                     \
         if (strcmp((b)->data ? (b)->data : "", (want)) != 0) {                                               \
@@ -15,14 +17,6 @@
             abort();                                                                                         \
         }                                                                                                    \
         buf_reset(b);                                                                                        \
-    } while (0)
-
-#define CHECK(c)                                                                                             \
-    do {                                                                                                     \
-        if (!(c)) {                                                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                            \
-            abort();                                                                                         \
-        }                                                                                                    \
     } while (0)
 
 int main(void)

@@ -2,8 +2,8 @@
 #define TESTS_MAPLIB_ML_TEST_H
 
 /*
- * Helpers shared by maplib's tests: assertion macros that print both operands
- * and the line, a counted entry type, deadlines and RSS.
+ * Helpers shared by maplib's tests: a counted entry type and RSS (assertions,
+ * the clock and deadlines: check.h).
  */
 
 #include <stdint.h>
@@ -13,53 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "maplib/maplib.h"
-
-#define CHECK(c)                                                                                             \
-    do {                                                                                                     \
-        if (!(c)) {                                                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                            \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
-
-#define CHECK_OP(a, op, b)                                                                                   \
-    do {                                                                                                     \
-        long long ma_a_ = (long long)(a), ma_b_ = (long long)(b);                                            \
-        if (!(ma_a_ op ma_b_)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK(%s %s %s) failed: %lld vs %lld\n", __FILE__, __LINE__, #a, #op,    \
-                    #b, ma_a_, ma_b_);                                                                       \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
-
-#define CHECK_EQ(a, b) CHECK_OP(a, ==, b)
-#define CHECK_PTR(a, b)                                                                                      \
-    do {                                                                                                     \
-        const void *ma_pa_ = (a), *ma_pb_ = (b);                                                             \
-        if (ma_pa_ != ma_pb_) {                                                                              \
-            fprintf(stderr, "%s:%d: CHECK(%s == %s) failed: %p vs %p\n", __FILE__, __LINE__, #a, #b, ma_pa_, \
-                    ma_pb_);                                                                                 \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
-
-static inline double t_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Wait until cond holds or the deadline passes; evaluates to the condition. */
-#define WAIT_UNTIL(cond, seconds)                                                                            \
-    ({                                                                                                       \
-        double ma_end_ = t_now() + (seconds);                                                                \
-        int ma_ok_;                                                                                          \
-        while (!(ma_ok_ = !!(cond)) && t_now() < ma_end_)                                                    \
-            usleep(1000);                                                                                    \
-        ma_ok_;                                                                                              \
-    })
 
 /* A test entry: the node, a value, the key bytes inline. */
 struct t_ent {
