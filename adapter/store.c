@@ -871,17 +871,23 @@ static void reap_metric_if_empty(struct store *st, struct store_metric *m)
 }
 
 /*
- * Collect up to @max entries of @map into @out. Read lock held. Pointers
- * stay valid after the section ends because only the reaper unlinks these
- * entries, and it holds reap_mu.
+ * The entries of @map, in a malloc'd array (the caller frees it), their
+ * number in *@n; entries inserted meanwhile beyond some slack are left for
+ * the next pass. Takes the read lock for the walk. Pointers stay valid after
+ * the section ends because only the reaper unlinks these entries, and it
+ * holds reap_mu (or the store is being destroyed).
  */
-static size_t collect(struct ml_map *map, struct ml_node **out, size_t max)
+static struct ml_node **collect(struct ml_map *map, size_t *n)
 {
+    size_t max = ml_map_count(map) + 16;
+    struct ml_node **out = xmalloc(max * sizeof *out);
     struct ml_iter it;
-    size_t n = 0;
-    for (struct ml_node *node = ml_first(map, &it); node && n < max; node = ml_next(map, &it))
-        out[n++] = node;
-    return n;
+    *n = 0;
+    rcu_read_lock();
+    for (struct ml_node *node = ml_first(map, &it); node && *n < max; node = ml_next(map, &it))
+        out[(*n)++] = node;
+    rcu_read_unlock();
+    return out;
 }
 
 /* Pending reclaims (all maps) above which the reaper waits for them between groups. */
@@ -894,19 +900,13 @@ uint64_t store_reap(struct store *st, int64_t now_ms)
 
     pthread_mutex_lock(&st->reap_mu);
     /* Entries created during the pass are left for the next one. */
-    size_t mmax = ml_map_count(st->metrics) + 16;
-    struct ml_node **ms = xmalloc(mmax * sizeof *ms);
-    rcu_read_lock();
-    size_t nm = collect(st->metrics, ms, mmax);
-    rcu_read_unlock();
+    size_t nm;
+    struct ml_node **ms = collect(st->metrics, &nm);
 
     for (size_t i = 0; i < nm; i++) {
         struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
-        size_t gmax = ml_map_count(m->groups) + 16;
-        struct ml_node **gs = xmalloc(gmax * sizeof *gs);
-        rcu_read_lock();
-        size_t ng = collect(m->groups, gs, gmax);
-        rcu_read_unlock();
+        size_t ng;
+        struct ml_node **gs = collect(m->groups, &ng);
         /* One read-side section per group keeps them short. */
         for (size_t j = 0; j < ng; j++) {
             struct store_group *g = caa_container_of(gs[j], struct store_group, node);
@@ -1047,18 +1047,12 @@ void store_free(struct store *st)
         pthread_join(st->reaper, NULL);
     }
     /* Nobody else uses the store now: destroy bottom-up, so no reclaim callback retires a live map. */
-    size_t mmax = ml_map_count(st->metrics) + 16;
-    struct ml_node **ms = xmalloc(mmax * sizeof *ms);
-    rcu_read_lock();
-    size_t nm = collect(st->metrics, ms, mmax);
-    rcu_read_unlock();
+    size_t nm;
+    struct ml_node **ms = collect(st->metrics, &nm);
     for (size_t i = 0; i < nm; i++) {
         struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
-        size_t gmax = ml_map_count(m->groups) + 16;
-        struct ml_node **gs = xmalloc(gmax * sizeof *gs);
-        rcu_read_lock();
-        size_t ng = collect(m->groups, gs, gmax);
-        rcu_read_unlock();
+        size_t ng;
+        struct ml_node **gs = collect(m->groups, &ng);
         for (size_t j = 0; j < ng; j++) {
             struct store_group *g = caa_container_of(gs[j], struct store_group, node);
             ml_map_destroy(g->series);
@@ -1081,22 +1075,35 @@ void store_free(struct store *st)
 /* Read API                                                                   */
 /* ------------------------------------------------------------------------- */
 
+/* The entry holding map node @n, or NULL when @n is NULL (the end of a walk, a miss). */
+static inline struct store_metric *metric_of(struct ml_node *n)
+{
+    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+}
+
+static inline struct store_group *group_of(struct ml_node *n)
+{
+    return n ? caa_container_of(n, struct store_group, node) : NULL;
+}
+
+static inline struct store_series *series_of(struct ml_node *n)
+{
+    return n ? caa_container_of(n, struct store_series, node) : NULL;
+}
+
 struct store_metric *store_metric_lookup(struct store *st, const char *name, size_t len)
 {
-    struct ml_node *n = ml_lookup(st->metrics, name, len);
-    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+    return metric_of(ml_lookup(st->metrics, name, len));
 }
 
 struct store_metric *store_metric_first(struct store *st, struct store_iter *it)
 {
-    struct ml_node *n = ml_first(st->metrics, &it->_it);
-    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+    return metric_of(ml_first(st->metrics, &it->_it));
 }
 
 struct store_metric *store_metric_next(struct store *st, struct store_iter *it)
 {
-    struct ml_node *n = ml_next(st->metrics, &it->_it);
-    return n ? caa_container_of(n, struct store_metric, node) : NULL;
+    return metric_of(ml_next(st->metrics, &it->_it));
 }
 
 const char *store_metric_name(const struct store_metric *m, size_t *len)
@@ -1122,20 +1129,17 @@ struct store_group *store_group_lookup(struct store *st, const char *metric, siz
     struct store_metric *m = store_metric_lookup(st, metric, mlen);
     if (!m)
         return NULL;
-    struct ml_node *n = ml_lookup(m->groups, ns, nslen);
-    return n ? caa_container_of(n, struct store_group, node) : NULL;
+    return group_of(ml_lookup(m->groups, ns, nslen));
 }
 
 struct store_group *store_group_first(struct store_metric *m, struct store_iter *it)
 {
-    struct ml_node *n = ml_first(m->groups, &it->_it);
-    return n ? caa_container_of(n, struct store_group, node) : NULL;
+    return group_of(ml_first(m->groups, &it->_it));
 }
 
 struct store_group *store_group_next(struct store_metric *m, struct store_iter *it)
 {
-    struct ml_node *n = ml_next(m->groups, &it->_it);
-    return n ? caa_container_of(n, struct store_group, node) : NULL;
+    return group_of(ml_next(m->groups, &it->_it));
 }
 
 const char *store_group_namespace(const struct store_group *g, size_t *len)
@@ -1157,14 +1161,12 @@ uint64_t store_group_series(const struct store_group *g)
 
 struct store_series *store_series_first(struct store_group *g, struct store_iter *it)
 {
-    struct ml_node *n = ml_first(g->series, &it->_it);
-    return n ? caa_container_of(n, struct store_series, node) : NULL;
+    return series_of(ml_first(g->series, &it->_it));
 }
 
 struct store_series *store_series_next(struct store_group *g, struct store_iter *it)
 {
-    struct ml_node *n = ml_next(g->series, &it->_it);
-    return n ? caa_container_of(n, struct store_series, node) : NULL;
+    return series_of(ml_next(g->series, &it->_it));
 }
 
 struct store_group *store_series_group(const struct store_series *s)
