@@ -37,26 +37,32 @@ def drift(rows, frac):
 
 
 def summarise(rows, frac):
-    by = lambda p: [r for r in rows if r["phase"] == p]
+    """The numbers of one subject; phases a run did not reach are NaN (an interrupted peer)."""
+    nan = float("nan")
+    by = lambda p: [r for r in rows if r["phase"] == p]  # noqa: E731
     empty = statistics.median(r["rss_bytes"] for r in by("empty"))
     base = by("base")
-    cost = base[-1]["rss_bytes"] - empty
-    base_n = base[-1]["gen_live"]
+    cost = base[-1]["rss_bytes"] - empty if base else nan
+    base_n = base[-1]["gen_live"] if base else nan
     steady = by("steady")
-    d_fit, d_spread, steady_mean = drift(steady, frac)
+    d_fit, d_spread, steady_mean = drift(steady, frac) if len(steady) >= 2 else (nan, nan, nan)
     pend = [r["pending"] for r in steady if r["pending"] is not None]
-    peak = max(r["rss_bytes"] for r in rows if r["phase"] in ("burst", "hold"))
-    burst_n = max(r["gen_live"] for r in rows if r["phase"] in ("burst", "hold"))
+    burst = [r for r in rows if r["phase"] in ("burst", "hold")]
+    peak = max(r["rss_bytes"] for r in burst) if burst else nan
+    burst_n = max(r["gen_live"] for r in burst) if burst else 0
     idle = by("idle") + by("end")
-    end = idle[-1]
+    end = idle[-1] if idle else None
+    get = lambda k: end[k] if end else nan  # noqa: E731
     return {
         "empty": empty, "cost": cost, "base_n": base_n, "drift": d_fit, "spread": d_spread,
-        "steady_mean": steady_mean, "steady_live": steady[-1]["gen_live"],
+        "steady_mean": steady_mean, "steady_live": steady[-1]["gen_live"] if steady else nan,
+        "steady_s": steady[-1]["t_s"] - steady[0]["t_s"] if steady else 0,
         "pending_max": max(pend) if pend else None,
-        "pending_end": end["pending"], "reclaimed_end": end["reclaimed"],
-        "peak": peak, "burst_n": burst_n, "per_series_peak": (peak - empty) / burst_n if burst_n else 0,
-        "end": end["rss_bytes"], "end_live": end["live"], "end_gen_live": end["gen_live"],
-        "limit": empty + 2 * cost, "heap_end": end["heap_inuse"],
+        "pending_end": get("pending"), "reclaimed_end": get("reclaimed"),
+        "peak": peak, "burst_n": burst_n, "per_series_peak": (peak - empty) / burst_n if burst_n else nan,
+        "end": get("rss_bytes"), "end_live": get("live"), "end_gen_live": get("gen_live"),
+        "limit": empty + 2 * cost, "heap_end": get("heap_inuse"), "complete": end is not None,
+        "last_phase": rows[-1]["phase"], "last_t": rows[-1]["t_s"],
     }
 
 
@@ -71,20 +77,20 @@ def main():
     out, subjects = args[0], args[1:]
     frac = 0.5 if smoke else 0.8
     drift_tol = 0.05 if smoke else 0.02
-    lines = ["| subject | empty RSS MB | cost of %s series MB | steady RSS MB (mean, last %d %%) | drift | spread "
-             "| max pending | burst peak RSS MB | bytes/series at peak | RSS after drain MB | limit MB | drain goal |"
+    lines = ["| subject | empty RSS MiB | cost of %s series MiB | steady RSS MiB (mean, last %d %%) | drift | spread "
+             "| max pending | burst peak RSS MiB | bytes/series at peak | RSS after drain MiB | limit MiB | drain goal |"
              % ("base", frac * 100), "|" + "---|" * 12]
     ok = True
     res = {}
     for s in subjects:
         r = summarise(load(f"{out}/{s}.csv"), frac)
         res[s] = r
-        drain_ok = r["end"] <= r["limit"]
+        drain_ok = r["end"] <= r["limit"] if r["complete"] else None
         lines.append(
             f"| {s} | {r['empty']*MB:.1f} | {r['cost']*MB:.1f} ({r['base_n']:.0f}) | {r['steady_mean']*MB:.1f} "
             f"| {r['drift']*100:+.2f} % | {r['spread']*100:.2f} % "
             f"| {'' if r['pending_max'] is None else '%.0f' % r['pending_max']} | {r['peak']*MB:.1f} "
-            f"| {r['per_series_peak']:.0f} | {r['end']*MB:.1f} | {r['limit']*MB:.1f} | {'met' if drain_ok else 'missed'} |")
+            f"| {r['per_series_peak']:.0f} | {r['end']*MB:.1f} | {r['limit']*MB:.1f} | {'met' if drain_ok else 'missed' if drain_ok is False else 'run interrupted in ' + r['last_phase'] + ' at %.0f s' % r['last_t']} |")
     a = res.get("adapter")
     checks = []
     if a:

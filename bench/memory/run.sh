@@ -99,7 +99,7 @@ measure() {
     wait_count "$murl" "$cm" "$n" 300
     r=$(settled_rss "$pid")
     awk -v s="$name" -v n="$n" -v r="$r" -v r0="$r0" -v l="$(cat "$TMP/memload.out")" 'BEGIN {
-      printf "%s,%d,%d,%.0f\n", s, n, r, (r - r0) / n >> "'"$out/memory.csv"'"
+      printf "%s,%d,%.0f,%.0f\n", s, n, r, (r - r0) / n >> "'"$out/memory.csv"'"
       printf "%s: %d series: RSS %.1f MiB, %.0f bytes/series (%s)\n", s, n, r / 1048576, (r - r0) / n, l }'
     prev=$n
   done
