@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 #ifndef MA_VERSION
 #define MA_VERSION "0.0.0-dev"
 #endif
@@ -281,16 +283,6 @@ int flags_parse_size(const char *s, uint64_t *out)
         }
     }
     return -EINVAL;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return d;
 }
 
 static void free_drop_labels(struct ma_config *cfg)

@@ -58,6 +58,7 @@
 #include "log.h"
 #include "selfmetrics.h"
 #include "tls.h"
+#include "xalloc.h"
 
 /* A body this many times over its cap is not worth reading to the end. */
 #define DISCARD_FACTOR 4
@@ -155,16 +156,6 @@ struct req_state {
     int responded;
     int authenticated; /* from the guard */
 };
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return d;
-}
 
 /*
  * "host:port", "[v6]:port", ":port" (all addresses). The port is required and

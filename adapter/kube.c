@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -37,16 +38,6 @@ struct kube {
     int insecure;
     unsigned timeout_ms, retries;
 };
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return d;
-}
 
 static void *xrealloc(void *p, size_t n)
 {

@@ -37,6 +37,7 @@
 
 #include "log.h"
 #include "selfmetrics.h"
+#include "xalloc.h"
 
 #define MAX_CHAIN 16
 
@@ -82,16 +83,6 @@ static void *xmalloc(size_t n)
         abort();
     }
     return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "fatal: out of memory\n");
-        abort();
-    }
-    return d;
 }
 
 static void file_id_of(const char *path, struct file_id *id)
