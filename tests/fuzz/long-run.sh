@@ -44,6 +44,9 @@ run_one() {
 
 {
     echo "# long fuzzing run: $SECONDS_PER s per target, two at a time"
+    if [ "$SECONDS_PER" -lt 900 ]; then
+        echo "# SHORTER RUN than the 900 s (15 min) per target the long run is for"
+    fi
     echo "# commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(clang --version | head -1)"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine: exec/s are lower than on a quiet one)"
 } >"$OUT/SUMMARY"
