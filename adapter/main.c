@@ -294,6 +294,10 @@ int main(int argc, char **argv)
     log_set_level(cfg.log_level);
     selfmetrics_init();
 
+    /* maplib's allocator policy (fastbins off, so that the maintenance
+     * thread's malloc_trim can return the pages of deleted series) must be in
+     * place before the first allocation of a map. */
+    ml_tune_allocator();
     rcu_register_thread();
     int status = 0;
     struct http_server *ingest = NULL, *secure = NULL;
