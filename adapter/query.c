@@ -562,8 +562,10 @@ static void consider(struct eval *e, struct store_series *s)
  * changes the second, a group unlink anywhere the first, so a new group at a
  * reused address never matches; each bump precedes its unlink, so a reader
  * that still sees the old value entered its section before the grace period
- * could end). An index of another group is never dereferenced, only matched
- * by address and numbers. Indexes are per thread (no locks on the read
+ * could end). No index is built while an unlink in the group is in flight
+ * (between its bump and its unlink a walk still finds the node, and the new
+ * value would match later reads after it was freed). An index of another
+ * group is never dereferenced, only matched by address and numbers. Indexes are per thread (no locks on the read
  * path), a few per thread, least recently used evicted, freed at thread exit.
  */
 #define IDX_PER_THREAD 8
@@ -677,6 +679,8 @@ static struct lindex *lindex_get(struct store *st, struct store_group *g, const 
     struct lcache *c = lcache_get();
     uint64_t gen[2];
     store_group_generation(st, g, gen);
+    if (gen[1] == STORE_GEN_UNLINKING)
+        return NULL; /* a series of @g is being unlinked: the caller walks the group, nothing is kept */
     struct lindex *victim = &c->v[0];
     for (size_t i = 0; i < IDX_PER_THREAD; i++) {
         struct lindex *x = &c->v[i];

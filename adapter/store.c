@@ -92,6 +92,7 @@ struct store_group {
     uint64_t state;   /* DEAD_BIT | creators in flight */
     uint64_t nseries; /* linked series */
     uint64_t gen;     /* bumped on every series insert and before every unlink: store_group_generation() */
+    uint64_t unl_begin, unl_end; /* series unlinks started, finished: store_group_generation() */
     struct store_metric *metric;
     struct ml_map *series;
     uint32_t ns_len;
@@ -115,7 +116,6 @@ struct counters {
     uint64_t refused[STORE_REFUSED_COUNT];
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
-    uint64_t set_gen;   /* bumped on every series insert and before every unlink: store_series_generation() */
     uint64_t group_gen; /* bumped before every group unlink: store_group_generation() */
 };
 
@@ -491,7 +491,6 @@ static int series_create(struct store *st, const struct wkey *k, struct spare *s
         /* Counted before the hold is released: pairs with the reaper's re-check after try_kill(). */
         ADD(&g->nseries, 1);
         ADD(&st->c.series_created, 1);
-        __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_RELEASE);
         __atomic_fetch_add(&g->gen, 1, __ATOMIC_RELEASE);
         hold_exit(&g->state);
         hold_exit(&m->state);
@@ -543,16 +542,30 @@ static int series_get_locked(struct store *st, const struct wkey *k, int create,
     }
 }
 
+#ifdef STORE_TEST_HOOKS
+/* Tests only: called between an unlink's generation bump and its ml_delete(). */
+void (*store_test_unlink_hook)(void);
+#endif
+
 /* Unlink a locked series and count it. Read lock held. */
 static int series_unlink(struct store *st, struct store_series *s)
 {
     struct store_group *g = s->group;
-    /* Bumped before the unlink, so before ml_delete() queues the reclaim:
-     * a reader that still sees the old generation entered its read section
-     * before the grace period ends and may use the node (store_series_generation). */
-    __atomic_fetch_add(&st->c.set_gen, 1, __ATOMIC_SEQ_CST);
+    /* The generation is bumped before the unlink, so before ml_delete() queues
+     * the reclaim: a reader that still sees the old generation entered its read
+     * section before the grace period ends and may use the node. A reader that
+     * sees the new one while the node is still linked must not keep what it
+     * found: unl_begin != unl_end tells it (store_group_generation). */
+    __atomic_fetch_add(&g->unl_begin, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(&g->gen, 1, __ATOMIC_SEQ_CST);
-    if (ml_delete(g->series, &s->node) != 0)
+#ifdef STORE_TEST_HOOKS
+    if (store_test_unlink_hook)
+        store_test_unlink_hook();
+#endif
+    int del = ml_delete(g->series, &s->node);
+    /* Release: a reader that sees the count also sees the node unlinked. */
+    __atomic_fetch_add(&g->unl_end, 1, __ATOMIC_RELEASE);
+    if (del != 0)
         return 0;
     SUB(&g->metric->nseries, 1);
     SUB(&g->nseries, 1);
@@ -1306,15 +1319,16 @@ size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample 
 
 void store_group_generation(struct store *st, const struct store_group *g, uint64_t out[2])
 {
-    /* Pairs with the increments in series_create, series_unlink and the group reaper. */
+    /* Pairs with the increments in series_create, series_unlink and the group reaper.
+     * unl_end first, unl_begin last: equal, they mean that every unlink whose bump
+     * these loads may have seen had finished its ml_delete() before unl_end was
+     * read (an unlink counts unl_begin before its bump), so a walk of the group
+     * from here on does not find its node. */
+    uint64_t end = __atomic_load_n(&g->unl_end, __ATOMIC_ACQUIRE);
     out[0] = __atomic_load_n(&st->c.group_gen, __ATOMIC_ACQUIRE);
     out[1] = __atomic_load_n(&g->gen, __ATOMIC_ACQUIRE);
-}
-
-uint64_t store_series_generation(struct store *st)
-{
-    /* Pairs with the release/seq_cst increments in series_create and series_unlink. */
-    return __atomic_load_n(&st->c.set_gen, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&g->unl_begin, __ATOMIC_ACQUIRE) != end)
+        out[1] = STORE_GEN_UNLINKING;
 }
 
 void store_get_stats(struct store *st, struct store_stats *o)

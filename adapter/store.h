@@ -257,23 +257,17 @@ int64_t store_series_newest(const struct store_series *s);
 size_t store_series_snapshot(const struct store_series *s, struct api_rw_sample *out, size_t max);
 
 /*
- * store_series_generation - a number that changes whenever a series is
- * added to or unlinked from any group (bumped before the unlink). Read inside
- * a read-side section: while it still equals a value read in an earlier
- * section, no series has been unlinked since, so series pointers collected
- * then still point to live series (a query-side index relies on this), and
- * none was added.
- */
-uint64_t store_series_generation(struct store *st);
-
-/*
- * store_group_generation - the same for one group: out[0] changes whenever
- * any group is unlinked (so a new group at a reused address never matches an
- * old reading), out[1] whenever a series of @g is added or unlinked (bumped
+ * store_group_generation - for one group: out[0] changes whenever any group
+ * is unlinked (so a new group at a reused address never matches an old
+ * reading), out[1] whenever a series of @g is added or unlinked (bumped
  * before the unlink). While both still equal a reading taken in an earlier
- * read-side section, series pointers of @g collected then are still live.
- * Call with rcu_read_lock held (@g from this section).
+ * read-side section, series pointers of @g collected in that section (after
+ * the reading) are still live. out[1] is STORE_GEN_UNLINKING while an unlink
+ * in @g is between its bump and its unlink: what a walk finds then may be
+ * freed after the section ends, so it must not be kept (a reading with that
+ * value never matches). Call with rcu_read_lock held (@g from this section).
  */
+#define STORE_GEN_UNLINKING UINT64_MAX
 void store_group_generation(struct store *st, const struct store_group *g, uint64_t out[2]);
 
 /* Largest number of samples a series ever holds (the ring is capped there, oldest dropped). */

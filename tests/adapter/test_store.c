@@ -530,28 +530,42 @@ static void test_admit_hook(void)
     store_free(st);
 }
 
-/* The series generation changes on every insert and unlink, never on updates. */
+/* A group's generation changes on every insert and unlink of its series, never on updates. */
+static uint64_t group_gen(struct store *st, const char *metric)
+{
+    uint64_t gen[2];
+    rcu_read_lock();
+    struct store_group *g = store_group_lookup(st, metric, strlen(metric), "", 0);
+    CHECK(g != NULL);
+    store_group_generation(st, g, gen);
+    rcu_read_unlock();
+    CHECK(gen[1] != STORE_GEN_UNLINKING);
+    return gen[1];
+}
+
 static void test_generation(void)
 {
     struct store *st = new_store(0, 0, 0);
-    struct t_labels ls;
+    struct t_labels ls, other;
     T_LABELS(&ls, "__name__", "m", "pod", "p");
-    uint64_t g0 = store_series_generation(st);
+    T_LABELS(&other, "__name__", "m", "pod", "q");
     CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
-    uint64_t g1 = store_series_generation(st);
-    CHECK(g1 != g0);
+    uint64_t g1 = group_gen(st, "m");
     CHECK_EQ(t_write1(st, &ls, 2000, 2.0), 0);
     CHECK_EQ(t_write1(st, &ls, 2000, 2.0), 0); /* duplicate */
     store_set_metric_type(st, "m", 1, API_RW_TYPE_GAUGE);
-    CHECK_EQ(store_series_generation(st), g1);
-    CHECK_EQ(t_write1(st, &ls, 3000, api_stale_nan()), 0);
-    uint64_t g2 = store_series_generation(st);
+    CHECK_EQ(group_gen(st, "m"), g1);
+    CHECK_EQ(t_write1(st, &other, 2000, 1.0), 0);
+    uint64_t g2 = group_gen(st, "m");
     CHECK(g2 != g1);
-    CHECK_EQ(t_write1(st, &ls, 4000, 1.0), 0);
-    uint64_t g3 = store_series_generation(st);
+    CHECK_EQ(t_write1(st, &ls, 3000, api_stale_nan()), 0);
+    uint64_t g3 = group_gen(st, "m");
     CHECK(g3 != g2);
-    CHECK_EQ(store_reap(st, 4000 + 300001), 1);
-    CHECK(store_series_generation(st) != g3);
+    CHECK_EQ(t_write1(st, &ls, 4000, 1.0), 0);
+    uint64_t g4 = group_gen(st, "m");
+    CHECK(g4 != g3);
+    CHECK_EQ(t_write1(st, &other, 4000, 1.0), 0);
+    CHECK_EQ(store_reap(st, 4000 + 300001), 2);
     store_free(st);
 }
 
