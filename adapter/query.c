@@ -788,8 +788,10 @@ static void scan_group(struct eval *e, struct store_group *g)
             return;
         }
         /* Every object: the object label's index is an array, cheaper to walk
-         * than the hash table's chain (and it holds only series with the label). */
-        struct lindex *x = t->object_label ? lindex_get(e->st, g, t->object_label) : NULL;
+         * than the hash table's chain (and it holds only series with the label).
+         * Not for an object read: its slices are taken whole (the first
+         * lindex_get() above may have found an unlink in flight, this one not). */
+        struct lindex *x = t->object_label && !e->object ? lindex_get(e->st, g, t->object_label) : NULL;
         if (x) {
             for (size_t i = 0; i < x->values.n; i++) {
                 const struct acc *v = &x->values.v[i];
