@@ -380,7 +380,8 @@ static struct acc *external_acc(struct eval *e)
             const char *v = rules_label_value(e->sc.labels, e->sc.nlabels, rule->group_by[i]);
             if (!v || !*v)
                 continue; /* PromQL drops absent and empty labels from the output */
-            a->lnames[a->nlabels] = rule->group_by[i];
+            /* Copied: the rule set may be freed once the caller leaves its read section. */
+            a->lnames[a->nlabels] = r_strndup(e->r, rule->group_by[i], strlen(rule->group_by[i]));
             a->lvalues[a->nlabels] = r_strndup(e->r, v, strlen(v));
             a->nlabels++;
         }

@@ -74,7 +74,8 @@ struct query_item {
 struct query_result {
     struct query_item *items; /* custom: sorted by object name; external: by label set */
     size_t n;
-    const struct rules_rule *rule; /* the rule that answered */
+    const struct rules_rule *rule; /* the rule that answered: part of the rule set, valid only until
+                                      rcu_read_unlock() (unlike everything else in the result) */
     /* private */
     struct query__chunk *_mem;
     size_t _cap;

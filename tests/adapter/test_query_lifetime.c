@@ -7,6 +7,10 @@
  *    that thread's cache) must not be used once the series is freed. ASan
  *    reports the use after free if it is; the sum tells in any build.
  *
+ * 2. An external read's label names and values stay readable after the rule
+ *    set it was evaluated with is freed (a reload frees the old set after a
+ *    grace period, while the server still encodes the answer).
+ *
  * Built with the store compiled with STORE_TEST_HOOKS (tests/adapter/CMakeLists.txt).
  */
 #include <pthread.h>
@@ -98,6 +102,49 @@ static void *lindex_unlink_window(void *arg)
     return NULL;
 }
 
+static void external_after_rules_freed(void)
+{
+    static const char yaml[] = "externalRules:\n"
+                               "- seriesQuery: '{__name__=\"queue_consumer_lag\",name!=\"\"}'\n"
+                               "  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)\n"
+                               "  resources:\n"
+                               "    overrides: { namespace: {resource: \"namespace\"} }\n";
+    struct rules_set *rules;
+    char err[256] = "";
+    if (rules_load_buffer(yaml, sizeof yaml - 1, &rules, err, sizeof err) != 0) {
+        fprintf(stderr, "rules: %s\n", err);
+        abort();
+    }
+    const char *queues[] = {"q1", "q2"};
+    for (int i = 0; i < 2; i++) {
+        struct api_rw_label l[3] = {
+            {"__name__", "queue_consumer_lag", 8, 18},
+            {"name", queues[i], 4, 2},
+            {"namespace", "ns", 9, 2},
+        };
+        struct api_rw_sample smp = {i + 1, BASE};
+        struct store_tally tally = {0};
+        CHECK_EQ(store_write(ST, l, 3, &smp, 1, &tally), 0);
+        store_tally_flush(ST, &tally);
+    }
+    struct query_request q = {
+        .external = true, .ns = "ns", .metric = "queue_consumer_lag", .now_ms = now_ms(), .ttl_ms = 300000};
+    struct query_result r;
+    rcu_read_lock();
+    CHECK_EQ(query_eval(rules, ST, &q, &r), 0);
+    rcu_read_unlock();
+    synchronize_rcu();
+    rules_free(rules); /* what a reload does to the old set */
+    CHECK_EQ(r.n, 2);
+    for (size_t i = 0; i < r.n; i++) {
+        CHECK_EQ(r.items[i].nlabels, 1);
+        CHECK_STR(r.items[i].lnames[0], "name");
+        CHECK_STR(r.items[i].lvalues[0], queues[i]);
+        CHECK(r.items[i].value == (double)(i + 1));
+    }
+    query_result_free(&r);
+}
+
 int main(void)
 {
     rcu_register_thread();
@@ -108,6 +155,7 @@ int main(void)
     pthread_t t;
     CHECK_EQ(pthread_create(&t, NULL, lindex_unlink_window, NULL), 0);
     pthread_join(t, NULL);
+    external_after_rules_freed();
     rules_free(RULES);
     store_free(ST);
     ml_shutdown();
