@@ -99,6 +99,18 @@ struct store_group {
     char ns[];
 };
 
+/* A metric type from remote-write metadata, kept apart from the metric entries
+ * (Prometheus sends metadata for every family it scrapes, most of which never
+ * reach the store): at most STORE_MAX_TYPES, dropped by the reaper when not
+ * refreshed for the series TTL. Only the reaper unlinks them. */
+struct store_typed {
+    struct ml_node node;
+    int type;
+    uint32_t seen;   /* set by metadata, cleared by the reaper */
+    int64_t last_ms; /* the reaper's clock when it last found seen set */
+    char name[];
+};
+
 struct store_series {
     struct ml_node node;
     struct store_group *group;
@@ -116,12 +128,14 @@ struct counters {
     uint64_t refused[STORE_REFUSED_COUNT];
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
+    uint64_t types_live;
     uint64_t group_gen; /* bumped before every group unlink: store_group_generation() */
 };
 
 struct store {
     struct store_config cfg;
     struct ml_map *metrics;
+    struct ml_map *types; /* name -> struct store_typed */
     int refuse_new;
     int64_t window_ms;    /* samples kept: max(cfg.rate_window_ms, store_set_rate_window()); relaxed */
     store_admit_fn admit; /* NULL: every new series is wanted */
@@ -300,6 +314,11 @@ static void metric_reclaim(struct ml_node *node)
     free(m);
 }
 
+static void typed_reclaim(struct ml_node *node)
+{
+    free(caa_container_of(node, struct store_typed, node));
+}
+
 static void block_free_cb(struct rcu_head *head)
 {
     free(caa_container_of(head, struct sample_block, rcu));
@@ -337,6 +356,13 @@ struct spare {
     int admitted;              /* the admission hook said yes once; not asked again on a retry */
 };
 
+/* The type metadata gave for @name, UNKNOWN if none is held. Read lock held. */
+static int typed_type(struct store *st, const char *name, size_t len)
+{
+    struct ml_node *n = ml_lookup(st->types, name, len);
+    return n ? LD(&caa_container_of(n, struct store_typed, node)->type) : API_RW_TYPE_UNKNOWN;
+}
+
 enum { GET_OK = 0, GET_ABSENT = 1, GET_NEED_GROUPS_MAP = 2, GET_NEED_SERIES_MAP = 3, GET_RETRY = 4 };
 #define GET_REFUSED(r) (16 + (r))
 
@@ -361,6 +387,7 @@ static int metric_hold(struct store *st, const char *name, size_t len, struct sp
         struct store_metric *m = xmalloc(sizeof *m + len + 1);
         memset(m, 0, sizeof *m);
         m->state = 1; /* born held by its creator */
+        m->type = typed_type(st, name, len);
         m->groups = sp->groups_map;
         m->name_len = (uint32_t)len;
         memcpy(m->name, name, len);
@@ -369,6 +396,13 @@ static int metric_hold(struct store *st, const char *name, size_t len, struct sp
         if (ml_insert(st->metrics, &m->node, NULL) == 0) {
             sp->groups_map = NULL;
             ADD(&st->c.metrics_live, 1);
+            /* Metadata that came in meanwhile: store_set_metric_type() sets the
+             * type, fences, then looks for the entry; this side links, fences,
+             * then reads the type, so one of the two sees the other. */
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            int type = typed_type(st, name, len);
+            if (type != API_RW_TYPE_UNKNOWN && type != m->type)
+                ST(&m->type, type);
             *out = m;
             return GET_OK;
         }
@@ -467,7 +501,8 @@ static int series_create(struct store *st, const struct wkey *k, struct spare *s
     if (st->admit && !sp->admitted) {
         /* Asked before anything is created, so an unwanted series leaves no metric entry behind. */
         struct ml_node *mn = ml_lookup(st->metrics, k->name, k->name_len);
-        int type = mn ? LD(&caa_container_of(mn, struct store_metric, node)->type) : API_RW_TYPE_UNKNOWN;
+        int type = mn ? LD(&caa_container_of(mn, struct store_metric, node)->type)
+                      : typed_type(st, k->name, k->name_len);
         if (!st->admit(st->admit_ctx, k->labels, k->nlabels, type))
             return GET_REFUSED(STORE_REFUSED_NO_RULE);
         sp->admitted = 1;
@@ -795,27 +830,38 @@ void store_tally_flush(struct store *st, struct store_tally *t)
 
 void store_set_metric_type(struct store *st, const char *name, size_t len, int type)
 {
-    struct spare sp = {0};
-    struct store_metric *m;
     if (type == API_RW_TYPE_UNKNOWN)
         return;
     rcu_read_lock();
-    struct ml_node *n = ml_lookup(st->metrics, name, len);
-    if (n && LD(&caa_container_of(n, struct store_metric, node)->type) == type) {
-        rcu_read_unlock(); /* the common case: metadata repeats every minute */
-        return;
+    struct ml_node *n = ml_lookup(st->types, name, len);
+    if (!n && ADD(&st->c.types_live, 1) < STORE_MAX_TYPES) {
+        struct store_typed *t = xmalloc(sizeof *t + len + 1);
+        memset(t, 0, sizeof *t);
+        t->type = type;
+        t->seen = 1;
+        memcpy(t->name, name, len);
+        t->name[len] = 0;
+        ml_node_init(&t->node, t->name, len);
+        if (ml_insert(st->types, &t->node, &n) != 0) {
+            free(t); /* a racing request linked it first */
+            SUB(&st->c.types_live, 1);
+        }
+    } else if (!n) {
+        SUB(&st->c.types_live, 1); /* full: only a metric already held gets the type */
     }
-    int r;
-    while ((r = metric_hold(st, name, len, &sp, &m)) != GET_OK) {
-        rcu_read_unlock();
-        spare_fill(r, &sp);
-        rcu_read_lock();
+    if (n) {
+        struct store_typed *t = caa_container_of(n, struct store_typed, node);
+        if (LD(&t->type) != type)
+            ST(&t->type, type);
+        if (!LD(&t->seen))
+            ST(&t->seen, 1);
     }
-    /* Set while held, so the reaper's kill (which requires an unknown type) cannot race it. */
-    ST(&m->type, type);
-    hold_exit(&m->state);
+    /* Pairs with the fence in metric_hold() after a new entry is linked. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    struct ml_node *mn = ml_lookup(st->metrics, name, len);
+    if (mn && LD(&caa_container_of(mn, struct store_metric, node)->type) != type)
+        ST(&caa_container_of(mn, struct store_metric, node)->type, type);
     rcu_read_unlock();
-    spare_drop(&sp);
 }
 
 void store_set_admit(struct store *st, store_admit_fn fn, void *ctx)
@@ -873,9 +919,10 @@ static void reap_group_if_empty(struct store *st, struct store_metric *m, struct
 
 static void reap_metric_if_empty(struct store *st, struct store_metric *m)
 {
-    if (LD(&m->ngroups) != 0 || LD(&m->type) != API_RW_TYPE_UNKNOWN || !try_kill(&m->state))
+    /* Typed or not: the type stays in st->types while metadata refreshes it. */
+    if (LD(&m->ngroups) != 0 || !try_kill(&m->state))
         return;
-    if (__atomic_load_n(&m->ngroups, __ATOMIC_ACQUIRE) != 0 || LD(&m->type) != API_RW_TYPE_UNKNOWN) {
+    if (__atomic_load_n(&m->ngroups, __ATOMIC_ACQUIRE) != 0) {
         unkill(&m->state);
         return;
     }
@@ -936,6 +983,23 @@ uint64_t store_reap(struct store *st, int64_t now_ms)
         rcu_read_unlock();
     }
     free(ms);
+
+    /* Types not refreshed by metadata for the TTL (on this clock: seen is
+     * cleared at each pass, last_ms is the last pass that found it set). */
+    size_t nt;
+    struct ml_node **ts = collect(st->types, &nt);
+    rcu_read_lock();
+    for (size_t i = 0; i < nt; i++) {
+        struct store_typed *t = caa_container_of(ts[i], struct store_typed, node);
+        if (LD(&t->seen)) {
+            ST(&t->seen, 0);
+            ST(&t->last_ms, now_ms);
+        } else if (LD(&t->last_ms) < cutoff && ml_delete(st->types, &t->node) == 0) {
+            SUB(&st->c.types_live, 1);
+        }
+    }
+    rcu_read_unlock();
+    free(ts);
     ADD(&st->c.reap_passes, 1);
     pthread_mutex_unlock(&st->reap_mu);
     return deleted;
@@ -1029,6 +1093,7 @@ int store_new(const struct store_config *cfg, struct store **out)
     if (st->cfg.inline_samples > 64)
         st->cfg.inline_samples = 64;
     st->metrics = map_new("store_metrics", 64, metric_reclaim);
+    st->types = map_new("store_types", 64, typed_reclaim);
     pthread_mutex_init(&st->reap_mu, NULL);
     pthread_mutex_init(&st->wake_mu, NULL);
     pthread_condattr_t ca;
@@ -1039,6 +1104,7 @@ int store_new(const struct store_config *cfg, struct store **out)
     if (cfg->start_reaper) {
         if (pthread_create(&st->reaper, NULL, reaper_main, st) != 0) {
             ml_map_destroy(st->metrics);
+            ml_map_destroy(st->types);
             free(st);
             return -EAGAIN;
         }
@@ -1077,6 +1143,7 @@ void store_free(struct store *st)
     }
     free(ms);
     ml_map_destroy(st->metrics);
+    ml_map_destroy(st->types);
     rcu_barrier(); /* heap blocks replaced by writers */
     pthread_cond_destroy(&st->wake_cv);
     pthread_mutex_destroy(&st->wake_mu);
@@ -1350,6 +1417,7 @@ void store_get_stats(struct store *st, struct store_stats *o)
     o->stale_absent = LD(&st->c.stale_absent);
     o->heap_blocks = LD(&st->c.heap_blocks);
     o->reap_passes = LD(&st->c.reap_passes);
+    o->types_live = LD(&st->c.types_live);
 }
 
 static void family(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)

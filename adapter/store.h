@@ -124,9 +124,14 @@ void store_tally_flush(struct store *st, struct store_tally *t);
 
 /*
  * store_set_metric_type - remember the type remote-write metadata gave for a
- * metric name (enum api_rw_metric_type). Creates the metric entry if needed.
- * UNKNOWN is ignored. Call outside a read-side critical section.
+ * metric name (enum api_rw_metric_type): on the metric entry if there is one,
+ * and in a table of at most STORE_MAX_TYPES names that a metric entry takes
+ * its type from when it is created (a full table keeps what it holds). No
+ * metric entry is created. The reaper drops a name metadata has not repeated
+ * for the series TTL. UNKNOWN is ignored. Call outside a read-side critical
+ * section.
  */
+#define STORE_MAX_TYPES 8192
 void store_set_metric_type(struct store *st, const char *name, size_t len, int type);
 
 /*
@@ -285,6 +290,7 @@ struct store_stats {
         stale_absent;
     uint64_t heap_blocks; /* series whose window outgrew the inline ring */
     uint64_t reap_passes;
+    uint64_t types_live; /* names in the metadata type table (<= STORE_MAX_TYPES) */
 };
 void store_get_stats(struct store *st, struct store_stats *out);
 

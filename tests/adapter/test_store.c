@@ -318,27 +318,34 @@ static void test_ttl_reap_and_empty_groups(void)
     store_get_stats(st, &ss);
     CHECK_EQ(ss.series_live, 1);
     CHECK_EQ(ss.deleted_ttl, 2);
-    /* Their groups went with them; "typed" stays known (its type) with no group. */
+    /* Their groups went with them, and "typed" with its last group: its type
+     * stays in the type table, for the next series of that name. */
     CHECK_EQ(ss.groups_live, 1);
-    CHECK_EQ(ss.metrics_live, 2);
+    CHECK_EQ(ss.metrics_live, 1);
+    CHECK_EQ(ss.types_live, 1);
     rcu_read_lock();
     CHECK(!store_group_lookup(st, "old", 3, "a", 1));
     CHECK(store_group_lookup(st, "old", 3, "b", 1));
-    struct store_metric *m = store_metric_lookup(st, "typed", 5);
-    CHECK(m);
-    CHECK_EQ(store_metric_type(m), API_RW_TYPE_COUNTER);
-    CHECK_EQ(store_metric_series(m), 0);
+    CHECK(!store_metric_lookup(st, "typed", 5));
     rcu_read_unlock();
 
-    /* The rest expires; "old" (no type) is forgotten entirely. */
+    /* The rest expires; "old" is forgotten entirely. */
     CHECK_EQ(store_reap(st, T0 + 600000), 1);
     store_get_stats(st, &ss);
     CHECK_EQ(ss.series_live, 0);
     CHECK_EQ(ss.groups_live, 0);
-    CHECK_EQ(ss.metrics_live, 1);
+    CHECK_EQ(ss.metrics_live, 0);
     rcu_read_lock();
     CHECK(!store_metric_lookup(st, "old", 3));
     rcu_read_unlock();
+    T_LABELS(&ls, "__name__", "typed", "namespace", "a", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, T0 + 600000, 1.0), 0);
+    rcu_read_lock();
+    struct store_metric *m = store_metric_lookup(st, "typed", 5);
+    CHECK(m);
+    CHECK_EQ(store_metric_type(m), API_RW_TYPE_COUNTER);
+    rcu_read_unlock();
+    CHECK_EQ(store_reap(st, T0 + 900001), 1);
 
     /* A stale-emptied group is removed by the next pass, and can be created again after it. */
     T_LABELS(&ls, "__name__", "g", "namespace", "x", "pod", "p");
@@ -353,7 +360,7 @@ static void test_ttl_reap_and_empty_groups(void)
     store_get_stats(st, &ss);
     CHECK_EQ(ss.groups_live, 1);
     CHECK_EQ(ss.series_live, 1);
-    CHECK_EQ(store_reap_passes(st), 4);
+    CHECK_EQ(store_reap_passes(st), 5);
     CHECK_EQ(store_series_ttl_ms(st), 300000);
     CHECK_EQ(store_rate_window_ms(st), 120000);
     store_set_rate_window(st, 60000); /* never below --rate-window */
@@ -435,6 +442,46 @@ static void test_limits(void)
     store_free(st);
 }
 
+/* Metadata for many families and no samples: no metric entries, a bounded type table, types applied later. */
+static void test_metadata_bounded(void)
+{
+    struct store *st = new_store(0, 0, 0);
+    struct store_stats ss;
+    struct t_labels ls;
+    char name[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(name, sizeof name, "fam_%d", i);
+        store_set_metric_type(st, name, strlen(name), API_RW_TYPE_COUNTER);
+    }
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.metrics_live, 0);
+    CHECK_EQ(ss.groups_live, 0);
+    CHECK_EQ(ss.types_live, STORE_MAX_TYPES);
+    /* A name the table holds: its first series' metric is typed. */
+    T_LABELS(&ls, "__name__", "fam_5", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
+    /* One beyond the cap: typed when metadata comes while its entry exists. */
+    T_LABELS(&ls, "__name__", "fam_9999", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
+    rcu_read_lock();
+    CHECK_EQ(store_metric_type(store_metric_lookup(st, "fam_5", 5)), API_RW_TYPE_COUNTER);
+    CHECK_EQ(store_metric_type(store_metric_lookup(st, "fam_9999", 8)), API_RW_TYPE_UNKNOWN);
+    rcu_read_unlock();
+    store_set_metric_type(st, "fam_9999", 8, API_RW_TYPE_COUNTER);
+    rcu_read_lock();
+    CHECK_EQ(store_metric_type(store_metric_lookup(st, "fam_9999", 8)), API_RW_TYPE_COUNTER);
+    rcu_read_unlock();
+    /* Refreshed names stay; the others go once not refreshed for the TTL, typed metrics with them. */
+    CHECK_EQ(store_reap(st, 2000), 0);
+    store_set_metric_type(st, "fam_7", 5, API_RW_TYPE_GAUGE);
+    CHECK_EQ(store_reap(st, 2000 + 300001), 2);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.types_live, 1);
+    CHECK_EQ(ss.metrics_live, 0);
+    CHECK_EQ(ss.groups_live, 0);
+    store_free(st);
+}
+
 static void test_metric_types_and_discovery(void)
 {
     struct store *st = new_store(0, 0, 0);
@@ -447,6 +494,11 @@ static void test_metric_types_and_discovery(void)
     CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
     store_set_metric_type(st, "w", 1, API_RW_TYPE_GAUGE);
     store_set_metric_type(st, "w", 1, API_RW_TYPE_COUNTER); /* the last word wins */
+
+    T_LABELS(&ls, "__name__", "x_total", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0); /* takes the type metadata gave before */
+    T_LABELS(&ls, "__name__", "y", "pod", "p");
+    CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
 
     rcu_read_lock();
     struct store_iter it;
@@ -521,8 +573,9 @@ static void test_admit_hook(void)
     CHECK_EQ(ss.refused[STORE_REFUSED_NO_RULE], 2);
     CHECK_EQ(ss.dropped_unwanted, 3);
     CHECK_EQ(ss.dropped_refused, 0);
-    /* "drop_me" is known by its type only; "drop_unknown" left no entry. */
-    CHECK_EQ(ss.metrics_live, 2);
+    /* Neither refused name left a metric entry ("drop_me"'s type is in the type table). */
+    CHECK_EQ(ss.metrics_live, 1);
+    CHECK_EQ(ss.types_live, 1);
     rcu_read_lock();
     CHECK(!store_metric_lookup(st, "drop_unknown", 12));
     rcu_read_unlock();
@@ -600,6 +653,7 @@ int main(void)
     test_ttl_reap_and_empty_groups();
     test_reaper_thread();
     test_limits();
+    test_metadata_bounded();
     test_metric_types_and_discovery();
     test_admit_hook();
     test_generation();

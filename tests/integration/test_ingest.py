@@ -6,6 +6,7 @@ limits, stale markers, HA replica labels, metadata, and the bearer token on a
 non-loopback listener. Every effect is checked through the adapter's /metrics.
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -201,11 +202,40 @@ class Ingest(unittest.TestCase):
                          - before.get("metrics_adapter_samples_dropped_total", reason="out_of_order"), 1)
 
     def test_metadata_only(self):
-        body = rw.v1([], metadata=[("http_requests_total", "counter", "Requests.", ""),
-                                   ("temperature_celsius", "gauge", "", "celsius")])
+        before = self.m()
+        body = rw.v1([], metadata=[("md_only_total", "counter", "Requests.", ""),
+                                   ("md_only_celsius", "gauge", "", "celsius")])
         status, _, text = self.post(body)
         self.assertEqual(status, 204, text)
-        self.assertGreaterEqual(self.m().get("metrics_adapter_metric_names_live"), 2)
+        # Types are remembered apart: no metric entry without a series.
+        self.assertEqual(self.m().get("metrics_adapter_metric_names_live"),
+                         before.get("metrics_adapter_metric_names_live"))
+
+    def test_metadata_for_many_families_stays_bounded(self):
+        """Prometheus sends metadata for every family it scrapes: 10,000 families
+        and no samples create no metric entries, and the table of types is capped
+        (8,192 names); a type told first still applies when the series come."""
+        before = self.m()
+        fams = [("md_jobs_done", "counter", "", "")] + [("md_fam_%05d" % i, "counter", "", "")
+                                                       for i in range(10000)]
+        for i in range(0, len(fams), 1000):
+            status, _, text = self.post(rw.v1([], metadata=fams[i:i + 1000]))
+            self.assertEqual(status, 204, text)
+        after = self.m()
+        self.assertEqual(after.get("metrics_adapter_metric_names_live"),
+                         before.get("metrics_adapter_metric_names_live"))
+        self.assertLessEqual(after.get("metrics_adapter_map_live_entries")
+                             - before.get("metrics_adapter_map_live_entries"), 8192)
+        # A counter without _total, typed by the metadata above: the default rule serves its rate.
+        t = now_ms()
+        series = pod_series("md-0", [(t - 60000, 0.0), (t - 30000, 30.0), (t, 60.0)], name="md_jobs_done")
+        status, _, text = self.post(rw.v1([series]))
+        self.assertEqual(status, 204, text)
+        st, _, body = self.a.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/md-0/md_jobs_done")
+        self.assertEqual(st, 200, body)
+        v = json.loads(body)["items"][0]["value"]
+        v = float(v[:-1]) / 1000 if v.endswith("m") else float(v)
+        self.assertTrue(0.5 < v < 2, v)  # about 1/s; a gauge would read 60
 
     def test_per_metric_limit_refuses_new_series_only(self):
         t = now_ms()
