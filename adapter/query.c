@@ -566,8 +566,9 @@ static void consider(struct eval *e, struct store_series *s)
  * could end). No index is built while an unlink in the group is in flight
  * (between its bump and its unlink a walk still finds the node, and the new
  * value would match later reads after it was freed). An index of another
- * group is never dereferenced, only matched by address and numbers. Indexes are per thread (no locks on the read
- * path), a few per thread, least recently used evicted, freed at thread exit.
+ * group is never dereferenced, only matched by address and numbers. Indexes
+ * are per thread (no locks on the read path), a few per thread, least
+ * recently used evicted, freed at thread exit.
  */
 #define IDX_PER_THREAD 8
 #define IDX_LABEL_MAX  128
