@@ -265,15 +265,35 @@ static void set_blob(CURL *c, CURLoption opt, const struct buf *b)
     curl_easy_setopt(c, opt, &blob);
 }
 
+/* How one attempt reads its answer: into a buffer (a JSON call) or streamed (a watch). */
+struct reader {
+    const char *accept;        /* the Accept header's value */
+    curl_write_callback write; /* NULL: on_body into the buffer */
+    void *write_ctx;
+    const int *stop; /* streamed: abort once *stop is non-zero */
+};
+
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    const int *stop = ud;
+    return __atomic_load_n(stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 /* One attempt. 0 with *status, or a negative errno. */
-static int attempt(struct kube *k, const char *method, const char *url, const char *body, struct buf *resp,
-                   long *status)
+static int attempt_with(struct kube *k, const char *method, const char *url, const char *body,
+                        struct buf *resp, const struct reader *rd, long *status)
 {
     CURL *c = curl_easy_init();
     if (!c)
         return -ENOMEM;
     struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Accept: application/json");
+    {
+        struct buf a = {0};
+        buf_printf(&a, "Accept: %s", rd->accept);
+        h = curl_slist_append(h, a.data);
+        buf_free(&a);
+    }
     if (body)
         h = curl_slist_append(h, "Content-Type: application/json");
     char *tok = current_token(k);
@@ -291,10 +311,19 @@ static int attempt(struct kube *k, const char *method, const char *url, const ch
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)k->timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)k->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    if (rd->write) {
+        /* A watch lasts until the server ends it (timeoutSeconds) or *stop. */
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, rd->write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, rd->write_ctx);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)rd->stop);
+    } else {
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)k->timeout_ms);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    }
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -318,6 +347,9 @@ static int attempt(struct kube *k, const char *method, const char *url, const ch
     int rc = 0;
     if (cr == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    } else if (rd->write && (cr == CURLE_ABORTED_BY_CALLBACK || cr == CURLE_WRITE_ERROR)) {
+        rc = -ECANCELED; /* stopped, or the line callback ended the watch */
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     } else {
         rc = cr == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
         log_warn("Kubernetes API call failed", "method=%s url=%s error=%s", method, url,
@@ -326,6 +358,13 @@ static int attempt(struct kube *k, const char *method, const char *url, const ch
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return rc;
+}
+
+static int attempt(struct kube *k, const char *method, const char *url, const char *body, struct buf *resp,
+                   long *status)
+{
+    const struct reader rd = {.accept = "application/json"};
+    return attempt_with(k, method, url, body, resp, &rd, status);
 }
 
 int kube_request(struct kube *k, const char *method, const char *path, json_t *body, long *status,
@@ -358,6 +397,76 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
     buf_free(&resp);
     buf_free(&url);
     free(text);
+    return rc;
+}
+
+int kube_get(struct kube *k, const char *path, const char *accept, long *status, json_t **out)
+{
+    struct buf url = {0};
+    buf_printf(&url, "%s%s", k->server, path);
+    struct buf resp = {0};
+    const struct reader rd = {.accept = accept};
+    int rc = -EIO;
+    for (unsigned i = 0; i <= k->retries; i++) {
+        if (i)
+            nanosleep(&(struct timespec){.tv_nsec = 100000000L << (i > 3 ? 3 : i - 1)}, NULL);
+        buf_reset(&resp);
+        rc = attempt_with(k, "GET", url.data, NULL, &resp, &rd, status);
+        if (rc == 0 && *status != 429 && *status < 500)
+            break;
+    }
+    if (rc == 0)
+        *out = resp.len ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    buf_free(&resp);
+    buf_free(&url);
+    return rc;
+}
+
+/* A watch's answer, cut into lines. */
+struct line_reader {
+    kube_line_fn fn;
+    void *ctx;
+    struct buf pending;
+    int ended; /* the callback asked to stop */
+};
+
+static size_t on_stream(char *p, size_t size, size_t n, void *ud)
+{
+    struct line_reader *lr = ud;
+    size_t len = size * n;
+    buf_append(&lr->pending, p, len);
+    size_t start = 0;
+    for (size_t i = 0; i < lr->pending.len; i++) {
+        if (lr->pending.data[i] != '\n')
+            continue;
+        if (i > start && lr->fn(lr->ctx, lr->pending.data + start, i - start) != 0) {
+            lr->ended = 1;
+            return 0;
+        }
+        start = i + 1;
+    }
+    if (lr->pending.len - start > (16u << 20))
+        return 0; /* one event this large is not a pod's metadata */
+    memmove(lr->pending.data, lr->pending.data + start, lr->pending.len - start);
+    lr->pending.len -= start;
+    return len;
+}
+
+int kube_watch(struct kube *k, const char *path, const char *accept, kube_line_fn fn, void *ctx,
+               const int *stop, long *status)
+{
+    struct buf url = {0};
+    buf_printf(&url, "%s%s", k->server, path);
+    struct line_reader lr = {.fn = fn, .ctx = ctx};
+    const struct reader rd = {.accept = accept, .write = on_stream, .write_ctx = &lr, .stop = stop};
+    *status = 0;
+    int rc = attempt_with(k, "GET", url.data, NULL, NULL, &rd, status);
+    if (rc == 0 && lr.pending.len && *status == 200)
+        fn(ctx, lr.pending.data, lr.pending.len); /* a last line without its newline */
+    if (rc == -ECANCELED && lr.ended)
+        rc = 0;
+    buf_free(&lr.pending);
+    buf_free(&url);
     return rc;
 }
 

@@ -52,6 +52,28 @@ const char *kube_server(const struct kube *k);
 int kube_request(struct kube *k, const char *method, const char *path, json_t *body, long *status,
                  json_t **out);
 
+/*
+ * kube_get - a GET with this Accept header (e.g. a metadata-only list:
+ * "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+ * retried as kube_request is. Same results as kube_request.
+ */
+int kube_get(struct kube *k, const char *path, const char *accept, long *status, json_t **out);
+
+/* Called once per line of a watch's answer (without the newline); non-zero ends the watch. */
+typedef int (*kube_line_fn)(void *ctx, const char *line, size_t len);
+
+/*
+ * kube_watch - a streamed GET (a watch): @fn gets each newline-delimited
+ * line as it arrives, whatever the status (the caller checks *status after,
+ * and ignores lines of a non-200 answer). No overall timeout: the call lasts
+ * until the server ends the answer (ask with timeoutSeconds), @fn returns
+ * non-zero, or *@stop turns non-zero (checked about once a second; then
+ * -ECANCELED). Not retried. Returns 0 when the answer ended (or @fn ended
+ * it) with *status set, or a negative errno.
+ */
+int kube_watch(struct kube *k, const char *path, const char *accept, kube_line_fn fn, void *ctx,
+               const int *stop, long *status);
+
 /* A user as the API describes it (TokenReview status, SubjectAccessReview spec). */
 struct kube_user {
     char *name;
