@@ -79,6 +79,7 @@ struct ma_config {
     uint64_t authorization_cache_ttl_ms;
     char *kubeconfig; /* "" = in-cluster when available */
     uint64_t kube_api_timeout_ms;
+    char *pod_labels_source; /* "auto", "series" or "kubernetes" */
     char *ingest_tls_cert_file, *ingest_tls_private_key_file, *ingest_client_ca_file;
 
     /* Process. */

@@ -32,6 +32,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "podcache.h"
 #include "selfmetrics.h"
 #include "serve.h"
 #include "snapshot.h"
@@ -212,6 +213,37 @@ static int start_listener(const struct ma_config *cfg, struct ingest *ing, struc
     return 0;
 }
 
+/* The pod metadata cache per --pod-labels-source (0, or an exit status). */
+static int start_podcache(const struct ma_config *cfg, struct kube **k, struct podcache **pc)
+{
+    const char *src = cfg->pod_labels_source;
+    if (strcmp(src, "series") == 0)
+        return 0;
+    if (strcmp(src, "auto") != 0 && strcmp(src, "kubernetes") != 0) {
+        fprintf(stderr, "metrics-adapter: --pod-labels-source: want auto, series or kubernetes, not %s\n",
+                src);
+        return 2;
+    }
+    /* No retries in the client: the cache backs off by itself. */
+    int rc = kube_new(cfg->kubeconfig, (unsigned)cfg->kube_api_timeout_ms, 0, k);
+    if (rc == -ENOENT && strcmp(src, "auto") == 0) {
+        log_info("no Kubernetes API: pods reads match labelSelector against series labels", NULL);
+        return 0;
+    }
+    if (rc != 0) {
+        log_error("cannot start the pod metadata cache", "flag=--pod-labels-source error=%s", strerror(-rc));
+        return rc == -EINVAL || rc == -ENOENT ? 2 : 1;
+    }
+    if ((rc = podcache_start(*k, pc)) != 0) {
+        log_error("cannot start the pod metadata cache", "error=%s", strerror(-rc));
+        return 1;
+    }
+    podcache_set_active(*pc);
+    log_info("pod metadata cache started: pods reads match labelSelector against pod labels", "server=%s",
+             kube_server(*k));
+    return 0;
+}
+
 /* The HTTPS listener for the aggregator: metrics APIs, discovery, /metrics and
  * health, behind authentication and authorization (auth.h). */
 static int start_secure(const struct ma_config *cfg, struct serve *sv, const struct auth_stack *as,
@@ -302,6 +334,8 @@ int main(int argc, char **argv)
     int status = 0;
     struct http_server *ingest = NULL, *secure = NULL;
     struct auth_stack as = {0};
+    struct kube *pods_kube = NULL;
+    struct podcache *pods = NULL;
 
     struct store *store = NULL;
     struct ingest *ing = NULL;
@@ -314,6 +348,10 @@ int main(int argc, char **argv)
         .reap_interval_ms = (int64_t)cfg.reap_interval_ms,
         .start_reaper = 1,
     };
+    /* First (a bad --pod-labels-source leaves nothing behind), and before the
+     * listeners: /readyz waits for its first LIST. */
+    if ((status = start_podcache(&cfg, &pods_kube, &pods)) != 0)
+        goto out_store;
     if ((rc = store_new(&scfg, &store)) != 0) {
         log_error("cannot create the series store", "error=%s", strerror(-rc));
         status = 1;
@@ -373,6 +411,11 @@ out_listeners:
     http_server_free(secure);
     http_server_free(ingest);
 out_store:
+    podcache_set_active(NULL);
+    synchronize_rcu(); /* no read holds the cache any more */
+    podcache_stop(pods);
+    if (pods_kube)
+        kube_free(pods_kube);
     auth_stack_free(&as);
     serve_free(sv);
     ingest_free(ing);

@@ -26,6 +26,7 @@
 
 #include <xxhash.h>
 
+#include "podcache.h"
 #include "rate.h"
 #include "remote_write.h"
 
@@ -958,6 +959,21 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
     if (nt > MAX_TARGETS)
         nt = MAX_TARGETS;
 
+    /* Pods with a synced pod metadata cache: labelSelector is the pods'
+     * labels, not the series'; the series are selected without it and each
+     * pod's aggregate is kept only when the cache has the pod and it matches
+     * (before the first sync, /readyz is 503 and the series' labels serve). */
+    struct podcache *pods = NULL;
+    const struct sel_selector *pod_sel = NULL;
+    struct query_request qpods;
+    if (!q->external && q->resource &&
+        (strcmp(q->resource, "pods") == 0 || strcmp(q->resource, "pod") == 0) &&
+        (pods = podcache_active()) != NULL && podcache_synced(pods)) {
+        pod_sel = q->label_sel;
+        qpods = *q;
+        qpods.label_sel = NULL;
+        q = &qpods;
+    }
     struct eval e = {.st = st, .q = q, .r = out};
     bool is_ns_resource = !q->external && q->resource &&
                           (strcmp(q->resource, "namespaces") == 0 || strcmp(q->resource, "namespace") == 0);
@@ -979,6 +995,12 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
                   sel_all_quick(q->metric_sel);
         table_reset(&e.tab);
         eval_target(&e);
+        for (size_t j = 0; pods && j < e.tab.n; j++) {
+            struct acc *a = &e.tab.v[j];
+            const char *ns = a->ns ? a->ns : q->ns;
+            if (a->count && (!ns || !podcache_selected(pods, ns, a->key, a->key_len, pod_sel)))
+                a->count = 0;
+        }
         if (emit(&e) > 0) {
             rc = 0;
             break;

@@ -34,6 +34,7 @@
 
 #include "k8s_json.h"
 #include "log.h"
+#include "podcache.h"
 #include "query.h"
 #include "selector.h"
 #include "selfmetrics.h"
@@ -338,7 +339,11 @@ static void handle_readyz(void *ctx, const struct http_request *req, struct http
     note_data(sv);
     int64_t first = __atomic_load_n(&sv->first_data_ms, __ATOMIC_RELAXED);
     int64_t now = wall_ms();
-    if (first && now - first >= sv->ready_window_ms) {
+    struct podcache *pc = podcache_active();
+    if (pc && !podcache_synced(pc)) {
+        resp->status = 503;
+        buf_puts(&resp->body, "not ready: pod metadata cache not synced yet\n");
+    } else if (first && now - first >= sv->ready_window_ms) {
         resp->status = 200;
         buf_puts(&resp->body, "ok\n");
     } else {
