@@ -962,11 +962,12 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
     /* Pods with a synced pod metadata cache: labelSelector is the pods'
      * labels, not the series'; the series are selected without it and each
      * pod's aggregate is kept only when the cache has the pod and it matches
-     * (before the first sync, /readyz is 503 and the series' labels serve). */
+     * (before the first sync, /readyz is 503 and the series' labels serve).
+     * Without a labelSelector the read is as without the cache. */
     struct podcache *pods = NULL;
     const struct sel_selector *pod_sel = NULL;
     struct query_request qpods;
-    if (!q->external && q->resource &&
+    if (!q->external && q->label_sel && q->resource &&
         (strcmp(q->resource, "pods") == 0 || strcmp(q->resource, "pod") == 0) &&
         (pods = podcache_active()) != NULL && podcache_synced(pods)) {
         pod_sel = q->label_sel;
