@@ -15,9 +15,9 @@
  *      confirms) and which yields at least one item answers;
  *   2. the series of that source name in the groups the namespace allows are
  *      selected by the rule (object and namespace matchers, its extra
- *      matchers), then by labelSelector and metricLabelSelector, both matched
- *      against the series' own labels (no Kubernetes API yet: for pods this
- *      is the documented stand-in for pod labels);
+ *      matchers), then by labelSelector and metricLabelSelector; for pods
+ *      with a synced pod metadata cache (podcache.h) labelSelector is matched
+ *      against the pod's own labels, otherwise against the series' labels;
  *   3. each series gets one value: fn (rate, irate, increase) over the
  *      rule's window ending at the request's arrival time, or its newest
  *      sample for fn none; a series whose newest sample is older than the TTL

@@ -17,7 +17,9 @@
  *   /api, /apis, /apis/{group}, /version      so that kubectl --server works directly
  *   /openapi/v2, /openapi/v3                  404
  *   /readyz                                   200 once one rate window of data has
- *                                             been received since start, else 503
+ *                                             been received since start (or a snapshot
+ *                                             was loaded) and the pod metadata cache,
+ *                                             when enabled, has synced; else 503
  *
  * Object and namespace reads answer exactly one item, wildcard reads at least
  * one; otherwise 404 NotFound. Errors are metav1.Status JSON, and errors
