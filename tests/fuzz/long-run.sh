@@ -8,6 +8,9 @@
 #
 #   tests/fuzz/long-run.sh [BUILD_DIR] [SECONDS]      (BUILD_DIR default build-asan)
 #
+# FUZZ_TARGETS="fuzz_rw_v1 ..." runs only those; FUZZ_OUT=DIR writes elsewhere
+# than tests/fuzz/results.
+#
 # BUILD_DIR is a clang build with -DMA_ASAN=ON -DMA_FUZZ=ON; the targets are
 # built first. Exits non-zero if any target reports a finding (crash, leak,
 # sanitizer report, timeout): its artifact is left in the results directory.
@@ -15,9 +18,9 @@ set -u
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build-asan}
 SECONDS_PER=${2:-900}
-OUT=tests/fuzz/results
-TARGETS="fuzz_rw_v1 fuzz_rw_v2 fuzz_rw_snappy fuzz_rules fuzz_selector fuzz_router fuzz_auth_headers fuzz_snapshot
-fuzz_quantity"
+OUT=${FUZZ_OUT:-tests/fuzz/results}
+TARGETS=${FUZZ_TARGETS:-"fuzz_rw_v1 fuzz_rw_v2 fuzz_rw_snappy fuzz_rules fuzz_selector fuzz_router fuzz_auth_headers
+fuzz_snapshot fuzz_quantity"}
 # Corpus directory of each target (the remote-write ones are named after the target).
 corpus_of() {
     case $1 in
