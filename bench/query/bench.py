@@ -18,6 +18,16 @@ never times 404s), then timed with wrk (keep-alive) on both servers:
   (c) a typical HPA read: 50 pods x 10 series
                                 adapter: pods/*?labelSelector=hpa=h01&metricLabelSelector=route=r0
                                 prometheus: ...{namespace="bench",hpa="h01",route="r0"}...
+The adapter's side is also timed by the adapter itself: its /metrics is scraped
+before and after each timed read, and the delta of
+metrics_adapter_http_request_duration_seconds{handler="/apis"} (headers read to
+response queued: no network, no socket write) gives the server-side mean and
+p50/p99, estimated from the buckets by linear interpolation inside the bucket
+as Prometheus's histogram_quantile() does (so only as fine as the buckets:
+0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100 ms ...). Every run also checks that
+the histogram's count grew by the requests made: exactly 1 for the checking
+GET, and for wrk at least the requests it completed and at most that plus its
+connections (a request cut off at wrk's deadline may have been answered).
 Prints a table and writes it as JSON to --out if given.
 """
 
@@ -78,8 +88,9 @@ def wrk(url, seconds, conns, threads):
                           "--latency", url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    done = int(re.search(r"^\s*(\d+) requests in ", out, re.M).group(1))
     if rps == 0:
-        return {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0}
+        return {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "requests": done, "connections": conns}
 
     def pct(p):
         m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M)
@@ -89,7 +100,7 @@ def wrk(url, seconds, conns, threads):
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx:
         raise AssertionError("wrk saw %s non-2xx answers from %s" % (non2xx.group(1), url))
-    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99)}
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "requests": done, "connections": conns}
 
 
 def sequential(url, n):
@@ -110,7 +121,8 @@ def sequential(url, n):
     total = time.monotonic() - t0
     conn.close()
     times.sort()
-    return {"rps": n / total, "p50_ms": times[len(times) // 2], "p99_ms": times[-1], "method": "sequential %d" % n}
+    return {"rps": n / total, "p50_ms": times[len(times) // 2], "p99_ms": times[-1], "method": "sequential %d" % n,
+            "requests": n, "connections": 0}
 
 
 def measure(url, seconds, conns, threads):
@@ -118,6 +130,55 @@ def measure(url, seconds, conns, threads):
     if r["rps"] * seconds < 10:
         r = sequential(url, 5)
     return r
+
+
+DUR = "metrics_adapter_http_request_duration_seconds"
+HANDLER = "/apis"  # the route every custom.metrics.k8s.io read is answered by (serve.c)
+
+
+def server_hist(ad):
+    """The adapter's latency histogram for the metrics API route, summed over listeners:
+    ({upper bound: cumulative count}, sum in seconds, count). All zero before the route's first answer."""
+    m = ad.metrics()
+    buckets = {}
+    for labels, v in m.series(DUR + "_bucket"):
+        if labels.get("handler") == HANDLER:
+            le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+            buckets[le] = buckets.get(le, 0.0) + v
+    return buckets, m.sum(DUR + "_sum", handler=HANDLER), m.sum(DUR + "_count", handler=HANDLER)
+
+
+def hist_delta(before, after):
+    b0, s0, c0 = before
+    b1, s1, c1 = after
+    return {le: v - b0.get(le, 0.0) for le, v in b1.items()}, s1 - s0, c1 - c0
+
+
+def hist_quantile(q, buckets):
+    """As Prometheus's histogram_quantile(): the rank's bucket, linear inside it, the lowest
+    bucket starting at 0, a rank in +Inf answered by the highest finite bound."""
+    les = sorted(buckets)
+    total = buckets[les[-1]] if les else 0
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le in les:
+        c = buckets[le]
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le
+            if c == prev_c:
+                return le
+            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
+def server_side(delta):
+    buckets, s, c = delta
+    return {"count": int(round(c)), "mean_ms": s / c * 1000.0 if c else float("nan"),
+            "p50_ms": hist_quantile(0.5, buckets) * 1000.0, "p99_ms": hist_quantile(0.99, buckets) * 1000.0}
 
 
 def get_json(url):
@@ -190,10 +251,21 @@ def main():
                 if pr:
                     post_all(pr.port, fresh)
             url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+            h0 = server_hist(ad)
             doc = get_json(url)
             assert len(doc["items"]) == items, "(%s) adapter: %d items, expected %d" % (key, len(doc["items"]), items)
+            h1 = server_hist(ad)
+            # The server counts every answer it queues: one GET, one more in its histogram.
+            assert h1[2] - h0[2] == 1, "(%s) one GET moved the histogram's count by %s" % (key, h1[2] - h0[2])
             row = {"case": key, "what": what, "items": items,
                    "adapter": measure(url, a.duration, a.connections, a.threads)}
+            d = hist_delta(h1, server_hist(ad))
+            row["adapter_server"] = server_side(d)
+            done, conns = row["adapter"]["requests"], row["adapter"]["connections"]
+            # Everything the client got was counted; a request cut off at wrk's deadline may be too.
+            assert done <= d[2] <= done + conns, "(%s) client completed %d requests on %d connections, " \
+                "the adapter's histogram counted %s" % (key, done, conns, d[2])
+            assert abs(d[0].get(float("inf"), 0.0) - d[2]) < 0.5, "(%s) +Inf bucket is not the count" % key
             if pr:
                 purl = "http://127.0.0.1:%d/api/v1/query?%s" % (pr.port, urllib.parse.urlencode({"query": promql}))
                 res = get_json(purl)["data"]["result"]
@@ -215,12 +287,16 @@ def main():
             pr.stop()
 
     print()
-    print("| read | items | adapter req/s | p50 ms | p99 ms | prometheus req/s | p50 ms | p99 ms | speed-up (req/s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("adapter server side: %s histogram, handler=\"%s\", delta over each timed read;"
+          " p50/p99 estimated from the buckets as histogram_quantile() does" % (DUR, HANDLER))
+    print("| read | items | adapter req/s | p50 ms | p99 ms | server n | server mean ms | server p50 ms (est.)"
+          " | server p99 ms (est.) | prometheus req/s | p50 ms | p99 ms | speed-up (req/s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        ad_, pr_ = r["adapter"], r.get("prometheus")
-        print("| (%s) %s | %d | %.0f | %.3f | %.3f | %s | %s | %s | %s |" % (
+        ad_, pr_, sv = r["adapter"], r.get("prometheus"), r["adapter_server"]
+        print("| (%s) %s | %d | %.0f | %.3f | %.3f | %d | %.3f | %.3f | %.3f | %s | %s | %s | %s |" % (
             r["case"], r["what"], r["items"], ad_["rps"], ad_["p50_ms"], ad_["p99_ms"],
+            sv["count"], sv["mean_ms"], sv["p50_ms"], sv["p99_ms"],
             "%.1f" % pr_["rps"] if pr_ else "-", "%.2f" % pr_["p50_ms"] if pr_ else "-",
             "%.2f" % pr_["p99_ms"] if pr_ else "-", "%.0fx" % r["speedup_rps"] if pr_ else "-"))
     if a.out:
