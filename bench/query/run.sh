@@ -7,7 +7,8 @@
 #                           --duration S --connections N --threads N --out FILE]
 # env:   ADAPTER (default build/bin/metrics-adapter)
 # --smoke: 100 pods x 10 series, 1 s per wrk run: checks that every read
-# answers 200 with the right item count on both servers, not speed.
+# answers 200 with the right item count on both servers, and that the
+# adapter's latency histogram (GET /metrics) counted every read, not speed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ADAPTER=${ADAPTER:-$ROOT/build/bin/metrics-adapter}
