@@ -150,38 +150,65 @@ class ValveTest(unittest.TestCase):
                                     refused + NEW_BATCH)
             ready_before = a.get("/readyz")[0]
 
-            # 3. Hard level: grow the existing series' windows.
-            got = None
-            deadline = time.monotonic() + 90
-            while got is None:
-                self.assertLess(time.monotonic(), deadline, "the hard level never engaged (RSS %d)"
-                                % rss_of(a.proc.pid))
-                st, hdrs, body = post(a, existing(t, SAMPLES_PER_WRITE))
-                if st == 503:
-                    got = (hdrs, body.decode())
-                else:
+            # 3. Hard level: grow the existing series' windows. The valve leaves
+            # the hard level as soon as resident memory is 5 % of the limit below
+            # it (DESIGN 5), and entering it runs the reaper and a malloc_trim
+            # that can give back the request buffers at once, so the hard level
+            # may last only a few hundred milliseconds here: each check that
+            # needs it drives the process back to it first and retries a few
+            # times if the valve released in between.
+            def drive_to_hard():
+                nonlocal t
+                deadline = time.monotonic() + 90
+                while True:
+                    self.assertLess(time.monotonic(), deadline, "the hard level never engaged (RSS %d)"
+                                    % rss_of(a.proc.pid))
+                    st, hdrs, body = post(a, existing(t, SAMPLES_PER_WRITE))
+                    if st == 503:
+                        return hdrs, body.decode()
                     self.assertIn(st, (204, 400), body)
                     t += SAMPLES_PER_WRITE
-            hdrs, text = got
+
+            def while_hard(check, what):
+                for _ in range(20):
+                    drive_to_hard()
+                    if check():
+                        return
+                self.fail("%s: never observed while the valve was at the hard level" % what)
+
+            hdrs, text = drive_to_hard()
             print("hard level at RSS %.1f MiB" % (rss_of(a.proc.pid) / MiB))
             self.assertIn("retry-after", hdrs)
             self.assertGreater(int(hdrs["retry-after"]), 0)
             self.assertIn("memory limit", text)
             m = a.metrics()
-            self.assertEqual(m.get("metrics_adapter_memory_valve_state"), 2)
+            self.assertIn(m.get("metrics_adapter_memory_valve_state"), (1, 2))
+            self.assertGreaterEqual(m.get("metrics_adapter_memory_valve_transitions_total", state="hard"), 1)
             self.assertGreaterEqual(m.get("metrics_adapter_memory_valve_refused_requests_total"), 1)
             self.assertIn('msg="memory valve engaged" state=hard', a.log_text())
+            while_hard(lambda: a.metrics().get("metrics_adapter_memory_valve_state") == 2, "state gauge 2")
             # Reads are unaffected.
             st, text = value_of(a, "p7")
             self.assertEqual(st, 200, text)
             self.assertEqual(a.get("/healthz")[0], 200)
             self.assertEqual(a.get("/readyz")[0], ready_before)
+
             # Every remote write is refused before decoding, even a garbage body.
-            st, hdrs, _ = a.post(WRITE, b"not snappy", rw.headers(1))
-            self.assertEqual(st, 503)
-            self.assertIn("retry-after", hdrs)
+            def garbage_refused():
+                st, hdrs, _ = a.post(WRITE, b"not snappy", rw.headers(1))
+                if st != 503:
+                    self.assertEqual(st, 400)  # released meanwhile: decoded and refused as bad snappy
+                    return False
+                self.assertIn("retry-after", hdrs)
+                return True
+            while_hard(garbage_refused, "503 for a garbage body")
             # ... and before its body is read: headers announcing 8 MiB, no body sent, an answer at once.
-            self.assertTrue(answer_without_body(a.port).startswith(b"HTTP/1.1 503"))
+            def refused_before_body():
+                try:
+                    return answer_without_body(a.port, timeout=2).startswith(b"HTTP/1.1 503")
+                except socket.timeout:
+                    return False  # released meanwhile: the server waited for the body
+            while_hard(refused_before_body, "503 before the body is read")
 
             # 4. Recovery once the series expire.
             def opened():
