@@ -83,7 +83,8 @@ static const struct flag flag_table[] = {
      "HTTPS port of the Kubernetes API surface (metrics APIs, discovery, /metrics, health); 0 disables it"},
     {"bind-address", F_STRING, OFF(bind_address), "0.0.0.0", "address the HTTPS listener binds"},
     {"tls-cert-file", F_STRING, OFF(tls_cert_file), "",
-     "serving certificate (PEM, chain allowed); empty = a self-signed pair in --cert-dir; reloaded on change"},
+     "serving certificate (PEM, chain allowed); empty = a self-signed pair in --cert-dir; reloaded on "
+     "change"},
     {"tls-private-key-file", F_STRING, OFF(tls_private_key_file), "", "private key of --tls-cert-file"},
     {"cert-dir", F_STRING, OFF(cert_dir), "apiserver.local.config/certificates",
      "where the self-signed apiserver.crt/apiserver.key are written when no --tls-cert-file is given"},
@@ -101,8 +102,8 @@ static const struct flag flag_table[] = {
      "headers naming the user (comma-separated, first non-empty wins)"},
     {"requestheader-group-headers", F_STRING, OFF(requestheader_group_headers), "X-Remote-Group",
      "headers naming groups (comma-separated; each may repeat)"},
-    {"requestheader-extra-headers-prefix", F_STRING, OFF(requestheader_extra_headers_prefix), "X-Remote-Extra-",
-     "prefixes of headers carrying user extras (comma-separated)"},
+    {"requestheader-extra-headers-prefix", F_STRING, OFF(requestheader_extra_headers_prefix),
+     "X-Remote-Extra-", "prefixes of headers carrying user extras (comma-separated)"},
     {"anonymous-auth", F_BOOL, OFF(anonymous_auth), "true",
      "requests without credentials are system:anonymous (false: 401)"},
     {"authorization-always-allow", F_BOOL, OFF(authorization_always_allow), "false",
@@ -452,7 +453,8 @@ static int validate(const struct ma_config *cfg, char *err, size_t errlen)
     if (!cfg->tls_cert_file[0] != !cfg->tls_private_key_file[0])
         return fail(err, errlen, "flags --tls-cert-file and --tls-private-key-file go together");
     if (!cfg->ingest_tls_cert_file[0] != !cfg->ingest_tls_private_key_file[0])
-        return fail(err, errlen, "flags --ingest-tls-cert-file and --ingest-tls-private-key-file go together");
+        return fail(err, errlen,
+                    "flags --ingest-tls-cert-file and --ingest-tls-private-key-file go together");
     if (cfg->ingest_client_ca_file[0] && !cfg->ingest_tls_cert_file[0])
         return fail(err, errlen, "flag --ingest-client-ca-file needs --ingest-tls-cert-file");
     if (cfg->tls_reload_interval_ms == 0)

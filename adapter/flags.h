@@ -70,9 +70,9 @@ struct ma_config {
     uint64_t tls_reload_interval_ms;
     char *client_ca_file;
     char *requestheader_client_ca_file;
-    char *requestheader_allowed_names;       /* comma-separated; "" = any CN */
-    char *requestheader_username_headers;    /* comma-separated */
-    char *requestheader_group_headers;       /* comma-separated */
+    char *requestheader_allowed_names;        /* comma-separated; "" = any CN */
+    char *requestheader_username_headers;     /* comma-separated */
+    char *requestheader_group_headers;        /* comma-separated */
     char *requestheader_extra_headers_prefix; /* comma-separated */
     int anonymous_auth;
     int authorization_always_allow;

@@ -102,7 +102,7 @@ static void test_attrs(void)
     /* Too long for the buffer. */
     char small[16];
     CHECK_EQ(auth_request_attrs("GET", "/apis/custom.metrics.k8s.io/v1beta2", &a, small, sizeof(small)),
-              -ENOSPC);
+             -ENOSPC);
 }
 
 static void test_bearer(void)

@@ -50,8 +50,8 @@ static void test_syntax(void)
 {
     struct ma_config c;
     CHECK_EQ(PARSE(&c, "--listen-address=[::1]:0", "--max-series", "42", "--series-ttl=90s", "--log-level",
-                    "debug", "--max-body-bytes=1Mi", "--drop-labels", " replica , ,__x__", "--max-series=43"),
-              FLAGS_OK);
+                   "debug", "--max-body-bytes=1Mi", "--drop-labels", " replica , ,__x__", "--max-series=43"),
+             FLAGS_OK);
     CHECK_STR(c.listen_address, "[::1]:0");
     CHECK_EQ(c.max_series, 43); /* the last occurrence wins */
     CHECK_EQ(c.series_ttl_ms, 90000);

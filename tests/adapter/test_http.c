@@ -187,16 +187,16 @@ static void test_bodies(struct http_server *srv)
     /* Exactly at the cap: accepted; one byte over: 413 without calling the handler. */
     int before = atomic_load(&calls);
     CHECK_EQ(simple(port, "POST", "/small",
-                     "0123456789012345678901234567890123456789012345678901234567890123456789"
-                     "012345678901234567890123456789",
-                     out, sizeof(out)),
-              201);
+                    "0123456789012345678901234567890123456789012345678901234567890123456789"
+                    "012345678901234567890123456789",
+                    out, sizeof(out)),
+             201);
     CHECK_EQ(last.body_len, 100);
     CHECK_EQ(simple(port, "POST", "/small",
-                     "0123456789012345678901234567890123456789012345678901234567890123456789"
-                     "0123456789012345678901234567890",
-                     out, sizeof(out)),
-              413);
+                    "0123456789012345678901234567890123456789012345678901234567890123456789"
+                    "0123456789012345678901234567890",
+                    out, sizeof(out)),
+             413);
     CHECK_EQ(atomic_load(&calls), before + 1);
 
     /* Content-Length over the cap is refused before the body is sent. */

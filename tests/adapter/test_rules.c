@@ -405,7 +405,7 @@ static void test_merge_keys(void)
     CHECK_EQ(rc, 0);
     CHECK_EQ(rules_count(s), 2);
     const struct rules_rule *r = rules_get(s, 1);
-    CHECK_EQ(r->agg, RULES_AGG_SUM);                                   /* metricsQuery merged */
+    CHECK_EQ(r->agg, RULES_AGG_SUM);                                    /* metricsQuery merged */
     CHECK_STR(rules_label_resource(r, "pod")->resource, "deployments"); /* own key wins */
     CHECK_STR(rules_label_resource(r, "namespace")->resource, "namespaces");
     struct rules_use u[2];
