@@ -42,6 +42,7 @@
 
 #include "buf.h"
 #include "remote_write.h"
+#include "bench_series.h"
 
 #define TICK_MS      100
 #define MAX_PER_BODY 20000
@@ -52,20 +53,6 @@ struct opts {
     double rate, live, steady, burst, burst_rate, hold, idle, interval, base, t_empty, t_base;
     unsigned keep_every, spp;
 };
-
-static const char *const metric_names[] = {
-    "container_cpu_usage_seconds_total",
-    "container_memory_working_set_bytes",
-    "container_network_receive_bytes_total",
-    "container_network_transmit_bytes_total",
-    "http_requests_total",
-    "http_request_duration_seconds_sum",
-    "http_request_duration_seconds_count",
-    "process_resident_memory_bytes",
-    "queue_messages_ready",
-    "grpc_server_handled_total",
-};
-#define N_METRICS (sizeof metric_names / sizeof metric_names[0])
 
 /* A pod: alive between birth and death, last written at last_tick. */
 struct pod {
@@ -160,7 +147,8 @@ static void put_pod(size_t p, int stale, int64_t ts, uint64_t round)
         c += 1 + snprintf(ns, 24, "team-%zu", p % 16);
         char *pod = s + c + 1;
         snprintf(pod, 64, "web-%zu-7c9f8d6b5-%08zx", p % 16, p);
-        const char *vals[6] = {metric_names[m % N_METRICS], s, instance, "kubernetes-pods", ns, pod};
+        const char *vals[6] = {
+            bench_metric_names[m % BENCH_N_METRICS], s, instance, "kubernetes-pods", ns, pod};
         static const char *const names[6] = {"__name__", "container", "instance", "job", "namespace", "pod"};
         struct api_rw_label *l = &B.lab[i * 6];
         for (int j = 0; j < 6; j++) {

@@ -40,6 +40,7 @@
 
 #include "buf.h"
 #include "remote_write.h"
+#include "bench_series.h"
 
 struct opts {
     const char *url;
@@ -56,20 +57,6 @@ struct opts {
 #define TS_PLACEHOLDER ((int64_t)1 << 41)
 #define TS_MIN         ((int64_t)1 << 35)
 #define TS_MAX         (((int64_t)1 << 42) - 1)
-
-static const char *const metric_names[] = {
-    "container_cpu_usage_seconds_total",
-    "container_memory_working_set_bytes",
-    "container_network_receive_bytes_total",
-    "container_network_transmit_bytes_total",
-    "http_requests_total",
-    "http_request_duration_seconds_sum",
-    "http_request_duration_seconds_count",
-    "process_resident_memory_bytes",
-    "queue_messages_ready",
-    "grpc_server_handled_total",
-};
-#define N_METRICS (sizeof metric_names / sizeof metric_names[0])
 
 struct body {
     char *comp; /* compressed body, patched in place */
@@ -112,7 +99,7 @@ static void build_raw(unsigned conn, const struct opts *o, struct buf *raw)
         die("out of memory");
     for (size_t i = 0; i < n; i++) {
         char *s = strs + i * 256;
-        size_t pod = i / N_METRICS;
+        size_t pod = i / BENCH_N_METRICS;
         int c = snprintf(s, 64, "app-%zu", pod % 3);
         char *container = s;
         char *instance = s + c + 1;
@@ -122,8 +109,8 @@ static void build_raw(unsigned conn, const struct opts *o, struct buf *raw)
         char *podname = s + c + 1;
         snprintf(podname, 64, "web-%zu-7c9f8d6b5-c%u%05zx", pod % 16, conn, pod);
         struct api_rw_label *l = &lab[i * 6];
-        const char *vals[6] = {metric_names[i % N_METRICS], container, instance,
-                               "kubernetes-pods",           ns,        podname};
+        const char *vals[6] = {
+            bench_metric_names[i % BENCH_N_METRICS], container, instance, "kubernetes-pods", ns, podname};
         const char *names[6] = {"__name__", "container", "instance", "job", "namespace", "pod"};
         for (int j = 0; j < 6; j++) {
             l[j].name = names[j];

@@ -20,20 +20,7 @@
 
 #include "buf.h"
 #include "remote_write.h"
-
-static const char *const metric_names[] = {
-    "container_cpu_usage_seconds_total",
-    "container_memory_working_set_bytes",
-    "container_network_receive_bytes_total",
-    "container_network_transmit_bytes_total",
-    "http_requests_total",
-    "http_request_duration_seconds_sum",
-    "http_request_duration_seconds_count",
-    "process_resident_memory_bytes",
-    "queue_messages_ready",
-    "grpc_server_handled_total",
-};
-#define N_METRICS 10
+#include "bench_series.h"
 
 static void die(const char *msg)
 {
@@ -118,7 +105,7 @@ int main(int argc, char **argv)
     for (size_t lo_i = from; lo_i < to; lo_i += batch) {
         size_t n = to - lo_i < batch ? to - lo_i : batch;
         for (size_t k = 0; k < n; k++) {
-            size_t i = lo_i + k, p = i / N_METRICS;
+            size_t i = lo_i + k, p = i / BENCH_N_METRICS;
             char *s = strs + k * 192;
             int c = snprintf(s, 32, "app-%zu", p % 7);
             char *instance = s + c + 1;
@@ -127,7 +114,8 @@ int main(int argc, char **argv)
             c += 1 + snprintf(ns, 24, "team-%zu", p % 16);
             char *pod = s + c + 1;
             snprintf(pod, 64, "web-%zu-7c9f8d6b5-%08zx", p % 16, p);
-            const char *vals[6] = {metric_names[i % N_METRICS], s, instance, "kubernetes-pods", ns, pod};
+            const char *vals[6] = {
+                bench_metric_names[i % BENCH_N_METRICS], s, instance, "kubernetes-pods", ns, pod};
             static const char *const names[6] = {"__name__", "container", "instance",
                                                  "job",      "namespace", "pod"};
             struct api_rw_label *l = &lab[k * 6];
