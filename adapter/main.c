@@ -27,6 +27,7 @@
 #include <maplib/maplib.h>
 
 #include "auth.h"
+#include "crash.h"
 #include "debug.h"
 #include "flags.h"
 #include "http.h"
@@ -306,6 +307,7 @@ int main(int argc, char **argv)
     sigset_t sigs;
     /* Before the first RCU call and before any thread exists (see DESIGN). */
     block_signals(&sigs);
+    crash_install();
 
     struct ma_config cfg;
     char err[512];

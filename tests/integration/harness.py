@@ -249,7 +249,9 @@ class Adapter(LogFile):
         self._log.close()
         self._final_log = self.log_text()
         if keep:
-            print("adapter log kept in %s" % self.dir, file=sys.stderr)
+            # The tail goes to the test output too: CI keeps that, not /tmp.
+            tail = "\n".join(self._final_log.splitlines()[-40:])
+            print("adapter log kept in %s; its end:\n%s" % (self.dir, tail), file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -148,6 +148,14 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(a.stop(signal.SIGINT, timeout=5), 0)
         self.assertRegex(a.log_text(), r'signal=SIGINT')
 
+    def test_fatal_signal_reports_a_backtrace(self):
+        # The report is all `kubectl logs --previous` shows of a crash.
+        a = harness.Adapter().start()
+        self.assertEqual(a.stop(signal.SIGSEGV, timeout=5), -signal.SIGSEGV)
+        log = a.log_text()
+        self.assertRegex(log, r'(?m)^level=error msg="fatal signal" signal=SEGV backtrace follows$')
+        self.assertRegex(log, r'(?m)^\S*metrics-adapter\(\+0x[0-9a-f]+\)\[0x[0-9a-f]+\]$')
+
     def test_port_in_use_fails_start(self):
         with harness.Adapter() as first:
             code, out, err = harness.run(["--listen-address=127.0.0.1:%d" % first.port])
