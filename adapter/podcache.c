@@ -379,7 +379,9 @@ int podcache_start(struct kube *k, struct podcache **out)
     pc->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)pc;
     pthread_mutex_init(&pc->mu, NULL);
     pthread_cond_init(&pc->cv, NULL);
-    struct ml_map_config cfg = {.name = "pods", .reclaim = pod_reclaim};
+    struct ml_map_config cfg = {.name = "pods",
+                                .reclaim = pod_reclaim,
+                                .key_offset = offsetof(struct pod, data) - offsetof(struct pod, node)};
     int rc = ml_map_new(&cfg, &pc->map);
     if (rc == 0 && (rc = -pthread_create(&pc->thread, NULL, run, pc)) != 0)
         ml_map_destroy(pc->map);

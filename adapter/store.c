@@ -122,6 +122,11 @@ struct store_series {
     struct slot inl[]; /* inl_cap slots, then the key bytes */
 };
 
+/* Each entry's key offset from its node is the key's offset in the entry. */
+_Static_assert(offsetof(struct store_metric, node) == 0 && offsetof(struct store_group, node) == 0 &&
+                   offsetof(struct store_typed, node) == 0 && offsetof(struct store_series, node) == 0,
+               "the map node comes first");
+
 struct counters {
     uint64_t series_live, groups_live, metrics_live;
     uint64_t series_created, deleted_stale, deleted_ttl;
@@ -324,9 +329,12 @@ static void block_free_cb(struct rcu_head *head)
     free(caa_container_of(head, struct sample_block, rcu));
 }
 
-static struct ml_map *map_new(const char *name, unsigned long min_buckets, ml_reclaim_fn fn)
+/* @key_offset: where every entry of the map keeps its key, from its node (maplib.h). */
+static struct ml_map *map_new(const char *name, unsigned long min_buckets, ml_reclaim_fn fn,
+                              size_t key_offset)
 {
-    struct ml_map_config mc = {.name = name, .min_buckets = min_buckets, .reclaim = fn};
+    struct ml_map_config mc = {
+        .name = name, .min_buckets = min_buckets, .reclaim = fn, .key_offset = key_offset};
     struct ml_map *m;
     if (ml_map_new(&mc, &m) != 0) {
         fprintf(stderr, "store: cannot create map %s\n", name);
@@ -448,6 +456,12 @@ static int group_hold(struct store *st, struct store_metric *m, const char *ns, 
     }
 }
 
+/* The key follows the inline slots, whose number is the store's. */
+static size_t series_key_offset(const struct store *st)
+{
+    return offsetof(struct store_series, inl) + st->cfg.inline_samples * sizeof(struct slot);
+}
+
 static struct store_series *series_alloc(struct store *st, struct store_group *g, const struct wkey *k)
 {
     unsigned ic = st->cfg.inline_samples;
@@ -458,7 +472,7 @@ static struct store_series *series_alloc(struct store *st, struct store_group *g
     s->newest = INT64_MIN;
     s->cap = (uint16_t)ic;
     s->inl_cap = (uint16_t)ic;
-    uint8_t *key = (uint8_t *)(s->inl + ic);
+    uint8_t *key = (uint8_t *)s + series_key_offset(st);
     if (k->key_len)
         memcpy(key, k->key, k->key_len);
     ml_node_init(&s->node, key, k->key_len);
@@ -723,12 +737,12 @@ static int wkey_build(const struct api_rw_label *labels, size_t nlabels, struct 
     return 0;
 }
 
-static void spare_fill(int need, struct spare *sp)
+static void spare_fill(const struct store *st, int need, struct spare *sp)
 {
     if (need == GET_NEED_GROUPS_MAP)
-        sp->groups_map = map_new("store_groups", 1, group_reclaim);
+        sp->groups_map = map_new("store_groups", 1, group_reclaim, offsetof(struct store_group, ns));
     else
-        sp->series_map = map_new("store_series", 4, series_reclaim);
+        sp->series_map = map_new("store_series", 4, series_reclaim, series_key_offset(st));
 }
 
 static void spare_drop(struct spare *sp)
@@ -760,7 +774,7 @@ int store_write(struct store *st, const struct api_rw_label *labels, size_t nlab
             if (r == GET_NEED_GROUPS_MAP || r == GET_NEED_SERIES_MAP) {
                 /* ml_map_new() must run outside a read-side section. */
                 rcu_read_unlock();
-                spare_fill(r, &sp);
+                spare_fill(st, r, &sp);
                 rcu_read_lock();
                 continue;
             }
@@ -1092,8 +1106,8 @@ int store_new(const struct store_config *cfg, struct store **out)
         st->cfg.inline_samples = 2;
     if (st->cfg.inline_samples > 64)
         st->cfg.inline_samples = 64;
-    st->metrics = map_new("store_metrics", 64, metric_reclaim);
-    st->types = map_new("store_types", 64, typed_reclaim);
+    st->metrics = map_new("store_metrics", 64, metric_reclaim, offsetof(struct store_metric, name));
+    st->types = map_new("store_types", 64, typed_reclaim, offsetof(struct store_typed, name));
     pthread_mutex_init(&st->reap_mu, NULL);
     pthread_mutex_init(&st->wake_mu, NULL);
     pthread_condattr_t ca;

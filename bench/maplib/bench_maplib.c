@@ -161,8 +161,11 @@ static void table_new(struct table *t, enum impl impl, unsigned long expect)
     memset(t, 0, sizeof(*t));
     t->impl = impl;
     if (impl == IMPL_MAPLIB) {
-        struct ml_map_config cfg = {
-            .name = "bench", .min_buckets = 1, .reclaim = maplib_reclaim, .max_buckets = opt.max_buckets};
+        struct ml_map_config cfg = {.name = "bench",
+                                    .min_buckets = 1,
+                                    .reclaim = maplib_reclaim,
+                                    .max_buckets = opt.max_buckets,
+                                    .key_offset = offsetof(struct ent, key) - offsetof(struct ent, node)};
         if (ml_map_new(&cfg, &t->map))
             abort();
     } else if (impl == IMPL_RAW) {

@@ -75,6 +75,7 @@
  *    read relaxed by writers: a missed reset only delays the next check.
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -147,6 +148,7 @@ struct ml_stripe {
 struct ml_map {
     struct cds_lfht *ht;
     ml_reclaim_fn reclaim;
+    uint32_t key_offset; /* 0, or every node's key is this many bytes after it */
     struct ml_stripe *stripes;
     unsigned long min_buckets;
     unsigned long max_buckets;
@@ -163,9 +165,13 @@ struct ml_map {
     char name[];
 };
 
+/* What node_match() compares against. @off is the map's key_offset: when it
+ * is set, the stored key's address is computed from the node's rather than
+ * loaded from it, so the two cache misses of a compare can overlap. */
 struct ml_key {
     const void *p;
     size_t len;
+    uint32_t off;
 };
 
 static struct {
@@ -316,8 +322,10 @@ static int node_match(struct cds_lfht_node *ln, const void *key)
     const struct ml_node *n = caa_container_of(ln, struct ml_node, _lfht);
     const struct ml_key *k = key;
 
+    const char *stored = (const char *)n + (k->off ? k->off : n->_keyoff);
+
     /* memcmp with a NULL pointer is undefined even for length 0. */
-    return n->_keylen == k->len && (k->len == 0 || memcmp(n->_key, k->p, k->len) == 0);
+    return n->_keylen == k->len && (k->len == 0 || memcmp(stored, k->p, k->len) == 0);
 }
 
 struct map_sums {
@@ -679,7 +687,8 @@ int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out)
     unsigned long min;
     int err;
 
-    if (!cfg || !cfg->reclaim || !out || cfg->min_buckets > ML_MAX_BUCKETS)
+    if (!cfg || !cfg->reclaim || !out || cfg->min_buckets > ML_MAX_BUCKETS || cfg->key_offset > UINT32_MAX ||
+        (cfg->key_offset && cfg->key_offset < sizeof(struct ml_node)))
         return -EINVAL;
     /* cds_lfht takes the contiguous (mmap) bucket layout for a max <= 2^32. */
     if (cfg->max_buckets && ((cfg->max_buckets & (cfg->max_buckets - 1)) || cfg->max_buckets > (1UL << 32) ||
@@ -699,6 +708,7 @@ int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out)
     if (nlen)
         memcpy(map->name, cfg->name, nlen);
     map->reclaim = cfg->reclaim;
+    map->key_offset = (uint32_t)cfg->key_offset;
     map->min_buckets = min;
     map->max_buckets = cfg->max_buckets ? cfg->max_buckets : ML_MAX_BUCKETS;
     map->buckets = min;
@@ -786,15 +796,30 @@ int ml_map_is_retired(struct ml_map *map)
 
 void ml_node_init(struct ml_node *node, const void *key, size_t keylen)
 {
+    uintptr_t off = (uintptr_t)key - (uintptr_t)node;
+
+    assert((uintptr_t)key >= (uintptr_t)(node + 1) && off <= UINT32_MAX && keylen <= UINT32_MAX);
     cds_lfht_node_init(&node->_lfht);
     node->_map = NULL;
-    node->_key = key;
+    node->_keyoff = (uint32_t)off;
     node->_keylen = (uint32_t)keylen;
+}
+
+/* The key of a node to insert into @map, or -EINVAL when the map's fixed key
+ * offset says otherwise. */
+static int node_key(const struct ml_map *map, const struct ml_node *node, struct ml_key *k)
+{
+    if (map->key_offset && node->_keyoff != map->key_offset)
+        return -EINVAL;
+    k->p = (const char *)node + node->_keyoff;
+    k->len = node->_keylen;
+    k->off = map->key_offset;
+    return 0;
 }
 
 struct ml_node *ml_lookup(struct ml_map *map, const void *key, size_t keylen)
 {
-    struct ml_key k = {key, keylen};
+    struct ml_key k = {key, keylen, map->key_offset};
     struct cds_lfht_iter it;
     struct cds_lfht_node *ln;
 
@@ -808,10 +833,12 @@ struct ml_node *ml_lookup(struct ml_map *map, const void *key, size_t keylen)
 
 int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existing)
 {
-    struct ml_key k = {node->_key, node->_keylen};
+    struct ml_key k;
     struct cds_lfht_node *ln;
     struct ml_stripe *st;
 
+    if (node_key(map, node, &k))
+        return -EINVAL;
     node->_map = map;
     tsan_publish(&node->_lfht);
     ln = cds_lfht_add_unique(map->ht, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
@@ -832,10 +859,12 @@ int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existin
 
 int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replaced)
 {
-    struct ml_key k = {node->_key, node->_keylen};
+    struct ml_key k;
     struct cds_lfht_node *ln;
     struct ml_stripe *st = my_stripe(map);
 
+    if (node_key(map, node, &k))
+        return -EINVAL;
     node->_map = map;
     tsan_publish(&node->_lfht);
     ln = cds_lfht_add_replace(map->ht, map_hash(k.p, k.len), node_match, &k, &node->_lfht);
@@ -853,11 +882,12 @@ int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replace
 
 int ml_replace(struct ml_map *map, struct ml_node *old, struct ml_node *node)
 {
-    struct ml_key k = {node->_key, node->_keylen};
+    struct ml_key k;
     struct cds_lfht_iter it;
     int ret;
 
-    if (old->_keylen != node->_keylen || (k.len && memcmp(old->_key, k.p, k.len) != 0))
+    if (node_key(map, node, &k) || old->_keylen != node->_keylen ||
+        (k.len && memcmp((const char *)old + old->_keyoff, k.p, k.len) != 0))
         return -EINVAL;
     /*
      * cds_lfht_replace() only uses the iterator's node and its next pointer as
@@ -1044,7 +1074,7 @@ uint64_t ml_map_chain_hist(struct ml_map *map, uint64_t *hist, unsigned nbins)
     cds_lfht_first(map->ht, &it);
     while ((ln = cds_lfht_iter_get_node(&it)) != NULL) {
         struct ml_node *node = caa_container_of(ln, struct ml_node, _lfht);
-        unsigned long b = (unsigned long)map_hash(node->_key, node->_keylen) & mask;
+        unsigned long b = (unsigned long)map_hash((const char *)node + node->_keyoff, node->_keylen) & mask;
         if (run && b != cur) {
             hist[run < nbins ? run - 1 : nbins - 1]++;
             chains++;

@@ -45,6 +45,11 @@ static void test_new_invalid(void)
     cfg.min_buckets = 64;
     cfg.max_buckets = 32; /* below the minimum */
     CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
+    cfg.max_buckets = 0;
+    cfg.key_offset = sizeof(struct ml_node) - 1; /* inside the node */
+    CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
+    cfg.key_offset = (size_t)UINT32_MAX + 1;
+    CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
     /* Out-parameters are written only on success. */
     CHECK_PTR(m, (struct ml_map *)0x1);
 }
@@ -92,6 +97,50 @@ static void test_insert_lookup(void)
     /* A failed insert is freed at once: no reader ever saw it. */
     t_ent_free(dup);
     CHECK_EQ(ml_map_count(m), 2);
+    CHECK_EQ(ml_map_destroy(m), 0);
+}
+
+/* A map told where its entries keep the key: same answers, and a node whose key is elsewhere is refused. */
+static void test_key_offset(void)
+{
+    struct ml_map_config cfg = {.name = "fixed",
+                                .reclaim = t_reclaim,
+                                .key_offset = offsetof(struct t_ent, key) - offsetof(struct t_ent, node)};
+    struct ml_map *m;
+    struct ml_node *replaced = (struct ml_node *)0x1;
+    char buf[16];
+
+    CHECK_EQ(ml_map_new(&cfg, &m), 0);
+    rcu_read_lock();
+    for (unsigned i = 0; i < 1000; i++) {
+        key_of(buf, sizeof buf, i);
+        CHECK_EQ(ml_insert(m, &t_ent_new(buf, i)->node, NULL), 0);
+    }
+    for (unsigned i = 0; i < 1000; i++) {
+        key_of(buf, sizeof buf, i);
+        CHECK_EQ(t_ent_of(ml_lookup(m, buf, strlen(buf)))->value, i);
+    }
+    key_of(buf, sizeof buf, 1000);
+    CHECK_PTR(ml_lookup(m, buf, strlen(buf)), NULL);
+    CHECK_PTR(ml_lookup(m, "k1", 1), NULL); /* a prefix of a present key */
+
+    /* The key two bytes further into the entry: refused by every linking call, nothing changed. */
+    struct t_ent *off = t_ent_new("k7", 70);
+    memmove(off->key + 2, off->key, off->klen);
+    ml_node_init(&off->node, off->key + 2, off->klen);
+    struct ml_node *k7 = ml_lookup(m, "k7", 2);
+    CHECK_EQ(ml_insert(m, &off->node, NULL), -EINVAL);
+    CHECK_EQ(ml_upsert(m, &off->node, &replaced), -EINVAL);
+    CHECK_PTR(replaced, (struct ml_node *)0x1);
+    CHECK_EQ(ml_replace(m, k7, &off->node), -EINVAL);
+    CHECK_PTR(ml_lookup(m, "k7", 2), k7);
+    CHECK_EQ(t_ent_of(k7)->value, 7);
+    size_t klen;
+    CHECK_EQ(memcmp(ml_node_key(&off->node, &klen), "k7", 2), 0); /* where ml_node_init() was told */
+    CHECK_EQ(klen, 2);
+    rcu_read_unlock();
+    t_ent_free(off);
+    CHECK_EQ(ml_map_count(m), 1000);
     CHECK_EQ(ml_map_destroy(m), 0);
 }
 
@@ -462,6 +511,7 @@ int main(void)
     test_new_invalid();
     test_name_and_min();
     test_insert_lookup();
+    test_key_offset();
     test_delete();
     test_upsert();
     test_replace();

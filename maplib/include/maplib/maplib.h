@@ -26,8 +26,11 @@
  *
  * Entries are intrusive: the caller embeds a struct ml_node in its own entry
  * and gets it back with caa_container_of(). The key bytes live in the caller's
- * entry too (ml_node_init() records a pointer to them); they must not change
- * while the node is linked and until its reclaim callback has run.
+ * entry too, after the node (ml_node_init() records their offset from it);
+ * they must not change while the node is linked and until its reclaim
+ * callback has run. A map whose entries all keep the key at the same offset
+ * says so (ml_map_config.key_offset) and its lookups compute the key's
+ * address instead of loading it from the node.
  *
  * RCU flavour and threads
  * -----------------------
@@ -156,8 +159,8 @@ struct ml_node {
     struct cds_lfht_node _lfht;
     struct rcu_head _rcu;
     struct ml_map *_map;
-    const void *_key;
     uint32_t _keylen;
+    uint32_t _keyoff; /* the key is this many bytes after the node */
 };
 
 /*
@@ -191,6 +194,16 @@ struct ml_map_config {
      *     with longer chains.
      */
     unsigned long max_buckets;
+    /*
+     * 0, or the distance in bytes from every entry's node to its key
+     * (offsetof(entry, key) - offsetof(entry, node)): at least
+     * sizeof(struct ml_node), below 2^32. When set, a compare during lookup
+     * computes the stored key's address from the node's, so the key's cache
+     * line is fetched alongside the node's instead of after it (measured in
+     * bench/README.md, "maplib"), and ml_insert(), ml_upsert() and
+     * ml_replace() refuse a node whose key is elsewhere.
+     */
+    size_t key_offset;
 };
 
 /* Counters of one map. Gauges are exact when the map is quiescent. */
@@ -258,10 +271,11 @@ int ml_map_is_retired(struct ml_map *map);
 /*
  * ml_node_init - prepare a node before insertion.
  * @node: the node embedded in the caller's entry.
- * @key, @keylen: the key bytes, owned by the caller's entry; they must stay
- *       valid and unchanged until the node's reclaim callback has run (or,
- *       if the node is never linked, until the caller frees it).
- *       @keylen must be below 2^32.
+ * @key, @keylen: the key bytes, owned by the caller's entry and placed after
+ *       @node in it (@key >= @node + 1, less than 2^32 bytes away); they must
+ *       stay valid and unchanged until the node's reclaim callback has run
+ *       (or, if the node is never linked, until the caller frees it).
+ *       @keylen must be below 2^32. Both conditions are asserted.
  */
 void ml_node_init(struct ml_node *node, const void *key, size_t keylen);
 
@@ -269,7 +283,7 @@ void ml_node_init(struct ml_node *node, const void *key, size_t keylen);
 static inline const void *ml_node_key(const struct ml_node *node, size_t *keylen)
 {
     *keylen = node->_keylen;
-    return node->_key;
+    return (const char *)node + node->_keyoff;
 }
 
 /*
@@ -288,10 +302,10 @@ struct ml_node *ml_lookup(struct ml_map *map, const void *key, size_t keylen);
  * @existing: if not NULL and the key is present, receives the present node.
  *
  * Returns 0 when @node was linked, -EEXIST when the key was present (then the
- * caller still owns @node and may free it at once: no reader ever saw it).
- * Call with rcu_read_lock() held. Full memory barrier before a successful
- * insert (writes to the entry are visible to readers that find it).
- * May queue a resize to the maintenance thread; never resizes inline.
+ * caller still owns @node and may free it at once: no reader ever saw it),
+ * -EINVAL when the map has a key_offset and @node's key is not there. Call with rcu_read_lock() held. Full
+ * memory barrier before a successful insert (writes to the entry are visible to readers that find it). May
+ * queue a resize to the maintenance thread; never resizes inline.
  */
 int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existing);
 
@@ -300,7 +314,8 @@ int ml_insert(struct ml_map *map, struct ml_node *node, struct ml_node **existin
  * @node: initialised with ml_node_init(); not linked in any map.
  * @replaced: if not NULL, receives the replaced node or NULL.
  *
- * Returns 0. A replaced node is unlinked and handed to the reclaim callback
+ * Returns 0, or -EINVAL (nothing done) when the map has a key_offset and
+ * @node's key is not there. A replaced node is unlinked and handed to the reclaim callback
  * after a grace period; the caller may read it until rcu_read_unlock().
  * Call with rcu_read_lock() held. Full memory barrier before and after.
  */
@@ -314,7 +329,8 @@ int ml_upsert(struct ml_map *map, struct ml_node *node, struct ml_node **replace
  * Used to relocate an entry into fresh memory. Returns 0 when @old was
  * replaced (it is reclaimed after a grace period), -ENOENT when @old had
  * already been unlinked (the caller still owns @node), -EINVAL when the keys
- * differ. Call with rcu_read_lock() held. Full memory barrier on success.
+ * differ or @node's key is not at the map's key_offset. Call with rcu_read_lock() held. Full memory barrier
+ * on success.
  */
 int ml_replace(struct ml_map *map, struct ml_node *old, struct ml_node *node);
 
