@@ -6,8 +6,8 @@
  * rounding would misround values such as 1.0005 (stored as 1.000499999...)
  * and would hand a different answer than the shortest decimal a reader sees.
  *
- *   1. shortest round-trip decimal: print with 1..17 significant digits
- *      until strtod gives back the same bits; this is what Go's
+ *   1. shortest round-trip decimal: the fewest significant digits (1..17)
+ *      that strtod maps back to the same bits; this is what Go's
  *      strconv.FormatFloat(v, 'g', -1, 64) and Python's repr() produce.
  *   2. value = digits * 10^exp10, digits without leading zeros.
  *   3. exp10 < -3: cut the digits below the milli place; if any cut digit
@@ -34,18 +34,40 @@ struct decimal {
     int exp10;          /* value = d * 10^exp10 */
 };
 
-/* Step 1 and 2: the shortest decimal that strtod maps back to |v|. */
+/* Whether @prec significant digits give back @v; leaves them in @tmp. */
+static int round_trips(double v, int prec, char *tmp, size_t size)
+{
+    snprintf(tmp, size, "%.*e", prec - 1, v);
+    double back = strtod(tmp, NULL);
+    return memcmp(&back, &v, sizeof(v)) == 0;
+}
+
+/*
+ * Step 1 and 2: the shortest decimal that strtod maps back to |v|. If p
+ * digits round-trip, so do p + 1 (the nearest (p+1)-digit decimal is at
+ * least as close to v as the p-digit one), so the precision is found by
+ * bisection: 4-5 conversions instead of up to 17. One and two digits are
+ * tried first: small round values are the common case for gauges.
+ */
 static void shortest_decimal(double v, struct decimal *dec)
 {
     char tmp[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, v);
-        double back = strtod(tmp, NULL);
-        if (memcmp(&back, &v, sizeof(v)) == 0)
-            break;
+    int lo = 3, hi = 17; /* 17 digits always round-trip */
+    if (round_trips(v, 1, tmp, sizeof tmp)) {
+        hi = 1;
+    } else if (round_trips(v, 2, tmp, sizeof tmp)) {
+        hi = 2;
+    } else {
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (round_trips(v, mid, tmp, sizeof tmp))
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        round_trips(v, hi, tmp, sizeof tmp);
     }
-    /* tmp is "d.ddde+XX" (17 digits always round-trip, so the loop ends
-     * with a valid string). */
+    /* tmp is "d.ddde+XX" with hi significant digits. */
     const char *p = tmp;
     dec->n = 0;
     for (; *p && *p != 'e'; p++) {
