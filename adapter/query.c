@@ -338,6 +338,8 @@ struct eval {
     struct table tab;
     struct scratch sc;
     struct query_result *r;
+    struct store_series **cand; /* candidates from the label indexes, by address */
+    size_t ncand, cand_cap;
 };
 
 static void fold(struct acc *a, double v, int64_t ts)
@@ -394,9 +396,14 @@ static struct acc *external_acc(struct eval *e)
 
 /* Whether the series' own label satisfies an equality-like requirement, tested
  * in place (no copy); other operators are left to the full match. */
+static bool req_equality(const struct sel_requirement *r)
+{
+    return r->op == SEL_OP_EQUALS || r->op == SEL_OP_DOUBLE_EQUALS || r->op == SEL_OP_IN;
+}
+
 static bool req_quick(const struct sel_requirement *r, const struct store_series *s)
 {
-    if (r->op != SEL_OP_EQUALS && r->op != SEL_OP_DOUBLE_EQUALS && r->op != SEL_OP_IN)
+    if (!req_equality(r))
         return true;
     const char *v;
     size_t vl;
@@ -419,11 +426,9 @@ static bool sel_quick(const struct sel_selector *sel, const struct store_series 
 /* Whether every requirement is an equality that sel_quick() decides alone. */
 static bool sel_all_quick(const struct sel_selector *sel)
 {
-    for (size_t i = 0; sel && i < sel_count(sel); i++) {
-        enum sel_op op = sel_get(sel, i)->op;
-        if (op != SEL_OP_EQUALS && op != SEL_OP_DOUBLE_EQUALS && op != SEL_OP_IN)
+    for (size_t i = 0; sel && i < sel_count(sel); i++)
+        if (!req_equality(sel_get(sel, i)))
             return false;
-    }
     return true;
 }
 
@@ -453,6 +458,17 @@ static void consider(struct eval *e, struct store_series *s);
 
 #define PREFETCH_AHEAD 8
 
+/* The walk is bound by memory latency (each series is a cache miss): the
+ * next series are known, so ask for them ahead of time. */
+static inline void prefetch_series(const struct store_series *s)
+{
+    const char *p = (const char *)s;
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+    __builtin_prefetch(p + 192);
+}
+
 /*
  * A slice of an object-label index: series whose object label is @obj. In
  * quick mode the object is known, so neither it nor (when the group was found
@@ -471,15 +487,8 @@ static void consider_slice(struct eval *e, struct store_series **ss, size_t n, c
     struct acc *a = NULL;
     for (size_t k = 0; k < n; k++) {
         struct store_series *s = ss[k];
-        /* The walk is bound by memory latency (each series is a cache miss):
-         * the next series are known, so ask for them ahead of time. */
-        if (k + PREFETCH_AHEAD < n) {
-            const char *p = (const char *)ss[k + PREFETCH_AHEAD];
-            __builtin_prefetch(p);
-            __builtin_prefetch(p + 64);
-            __builtin_prefetch(p + 128);
-            __builtin_prefetch(p + 192);
-        }
+        if (k + PREFETCH_AHEAD < n)
+            prefetch_series(ss[k + PREFETCH_AHEAD]);
         if (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s))
             continue;
         if (e->sel_ns && !e->ns_by_group) {
@@ -630,13 +639,31 @@ static struct lcache *lcache_get(void)
     return c;
 }
 
+struct pair {
+    uint32_t id;
+    struct store_series *s;
+};
+
+static int ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return (x > y) - (x < y);
+}
+
+static int pair_cmp(const void *a, const void *b)
+{
+    return ptr_cmp(((const struct pair *)a)->s, ((const struct pair *)b)->s);
+}
+
+static int series_ptr_cmp(const void *a, const void *b)
+{
+    return ptr_cmp(*(struct store_series *const *)a, *(struct store_series *const *)b);
+}
+
 /* Build an index of @g by @label into @x (one walk of the group). */
 static void lindex_build(struct lindex *x, struct store_group *g, const char *label, const uint64_t gen[2])
 {
-    struct pair {
-        uint32_t id;
-        struct store_series *s;
-    } *pairs = NULL;
+    struct pair *pairs = NULL;
     size_t n = 0, cap = 0;
     struct store_iter it;
     for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it)) {
@@ -655,6 +682,10 @@ static void lindex_build(struct lindex *x, struct store_group *g, const char *la
         pairs[n].s = s;
         n++;
     }
+    /* Address order first; the counting sort below is stable, so each slice
+     * is in address order too: two slices intersect in one merge. */
+    if (n > 1)
+        qsort(pairs, n, sizeof(*pairs), pair_cmp);
     /* Counting sort by value: each value's series become one contiguous slice. */
     int64_t off = 0;
     for (size_t i = 0; i < x->values.n; i++) {
@@ -725,7 +756,7 @@ static struct store_series **lindex_find(struct lindex *x, const char *v, size_t
 /* Series count an equality-like requirement selects through an index, or SIZE_MAX when it cannot. */
 static size_t req_candidates(struct store *st, struct store_group *g, const struct sel_requirement *r)
 {
-    if (r->op != SEL_OP_EQUALS && r->op != SEL_OP_DOUBLE_EQUALS && r->op != SEL_OP_IN)
+    if (!req_equality(r))
         return SIZE_MAX;
     struct lindex *x = lindex_get(st, g, r->key);
     if (!x)
@@ -739,16 +770,97 @@ static size_t req_candidates(struct store *st, struct store_group *g, const stru
     return total;
 }
 
-/* Visit every series of the slices @r selects in @x. The values of one
- * requirement are distinct, so no series is visited twice. */
-static void visit_req(struct eval *e, struct lindex *x, const struct sel_requirement *r)
+static void cand_reserve(struct eval *e, size_t n)
 {
+    if (n > e->cand_cap) {
+        e->cand_cap = n > 2 * e->cand_cap ? n : 2 * e->cand_cap;
+        e->cand = xrealloc(e->cand, e->cand_cap * sizeof(*e->cand));
+    }
+}
+
+/* The candidates: every series of the slices @r selects in @x, in address
+ * order. The values of one requirement are distinct, so no series twice. */
+static void cand_from(struct eval *e, struct lindex *x, const struct sel_requirement *r)
+{
+    e->ncand = 0;
     for (size_t i = 0; i < r->nvalues; i++) {
         size_t n;
         struct store_series **ss = lindex_find(x, r->values[i], &n);
-        for (size_t k = 0; k < n; k++)
-            consider(e, ss[k]);
+        cand_reserve(e, e->ncand + n);
+        memcpy(e->cand + e->ncand, ss, n * sizeof(*ss));
+        e->ncand += n;
     }
+    if (r->nvalues > 1)
+        qsort(e->cand, e->ncand, sizeof(*e->cand), series_ptr_cmp);
+}
+
+/* Keep the candidates that are also in @ss (both in address order): a merge
+ * over pointers, so a rejected series is never read. */
+static void cand_intersect(struct eval *e, struct store_series *const *ss, size_t n)
+{
+    size_t i = 0, j = 0, out = 0;
+    while (i < e->ncand && j < n) {
+        uintptr_t a = (uintptr_t)e->cand[i], b = (uintptr_t)ss[j];
+        if (a < b) {
+            i++;
+        } else if (b < a) {
+            j++;
+        } else {
+            e->cand[out++] = e->cand[i++];
+            j++;
+        }
+    }
+    e->ncand = out;
+}
+
+/*
+ * A selector with equalities: start from the most selective requirement's
+ * slices, narrow them by the slice of every other single-valued equality,
+ * then visit what is left. The candidates are copied out of the indexes, so
+ * a later lindex_get() that evicts or invalidates an index cannot pull them
+ * away: each slice was current when it was taken, inside this read section.
+ * Returns false when no requirement has an index (the caller walks).
+ */
+static bool visit_indexed(struct eval *e, struct store_group *g)
+{
+    const struct sel_selector *sels[2] = {e->q->label_sel, e->q->metric_sel};
+    const struct sel_requirement *best = NULL;
+    size_t bn = SIZE_MAX;
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; sels[k] && i < sel_count(sels[k]); i++) {
+            const struct sel_requirement *r = sel_get(sels[k], i);
+            size_t n = req_candidates(e->st, g, r);
+            if (n < bn) {
+                bn = n;
+                best = r;
+            }
+        }
+    }
+    /* Fetched again rather than kept: a later lindex_get() may have evicted
+     * or invalidated an index returned earlier. */
+    struct lindex *bx = best ? lindex_get(e->st, g, best->key) : NULL;
+    if (!bx)
+        return false;
+    cand_from(e, bx, best);
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; e->ncand && sels[k] && i < sel_count(sels[k]); i++) {
+            const struct sel_requirement *r = sel_get(sels[k], i);
+            if (r == best || r->nvalues != 1 || !req_equality(r))
+                continue;
+            struct lindex *x = lindex_get(e->st, g, r->key);
+            if (x) {
+                size_t n;
+                struct store_series **ss = lindex_find(x, r->values[0], &n);
+                cand_intersect(e, ss, n);
+            }
+        }
+    }
+    for (size_t k = 0; k < e->ncand; k++) {
+        if (k + PREFETCH_AHEAD < e->ncand)
+            prefetch_series(e->cand[k + PREFETCH_AHEAD]);
+        consider(e, e->cand[k]);
+    }
+    return true;
 }
 
 /* Small groups are walked: an index pays off only when it skips many series. */
@@ -756,7 +868,6 @@ static void visit_req(struct eval *e, struct lindex *x, const struct sel_require
 
 static void scan_group(struct eval *e, struct store_group *g)
 {
-    const struct query_request *q = e->q;
     const struct rules_target *t = e->t;
     if (store_group_series(g) >= IDX_MIN_SERIES) {
         /* An object read: the object label's index. */
@@ -769,27 +880,8 @@ static void scan_group(struct eval *e, struct store_group *g)
                 return;
             }
         }
-        /* A selector with an equality: the most selective one's index. */
-        const struct sel_requirement *best = NULL;
-        size_t bn = SIZE_MAX;
-        const struct sel_selector *sels[2] = {q->label_sel, q->metric_sel};
-        for (size_t k = 0; k < 2; k++) {
-            for (size_t i = 0; sels[k] && i < sel_count(sels[k]); i++) {
-                const struct sel_requirement *r = sel_get(sels[k], i);
-                size_t n = req_candidates(e->st, g, r);
-                if (n < bn) {
-                    bn = n;
-                    best = r;
-                }
-            }
-        }
-        /* Fetched again rather than kept: a later lindex_get() may have evicted
-         * or invalidated an index returned earlier. */
-        struct lindex *bx = best ? lindex_get(e->st, g, best->key) : NULL;
-        if (bx) {
-            visit_req(e, bx, best);
+        if (visit_indexed(e, g))
             return;
-        }
         /* Every object: the object label's index is an array, cheaper to walk
          * than the hash table's chain (and it holds only series with the label).
          * Not for an object read: its slices are taken whole (the first
@@ -1009,6 +1101,7 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
     }
     free(e.tab.v);
     free(e.tab.slots);
+    free(e.cand);
     scratch_free(&e.sc);
     return rc;
 }

@@ -126,6 +126,15 @@ static void values(struct env *e)
         CHECK(sum == 2 * (39 * 40 / 2) + 40 * 0.75);
         CHECK_EQ(read1(e, "big", NULL, "s=3,pod!=p00", &sum, &n), 0);
         CHECK_EQ(n, 39);
+        /* Two equalities: the smaller slice narrowed by the other's, either order. */
+        CHECK_EQ(read1(e, "big", NULL, "s=3,pod=p05", &sum, &n), 0);
+        CHECK(n == 1 && sum == 5 + 0.75);
+        CHECK_EQ(read1(e, "big", NULL, "pod==p05,s in (9)", &sum, &n), 0);
+        CHECK(n == 1 && sum == 5 + 2.25);
+        CHECK_EQ(read1(e, "big", NULL, "s in (1,2),pod=p05", &sum, &n), 0);
+        CHECK(n == 1 && sum == 10 + 0.75);
+        CHECK_EQ(read1(e, "big", NULL, "s=3,pod=p99", &sum, &n), -ENOENT);
+        CHECK_EQ(read1(e, "big", NULL, "s=3,nolabel=x", &sum, &n), -ENOENT);
         CHECK_EQ(read1(e, "big", "nope", NULL, &sum, &n), -ENOENT);
         CHECK_EQ(read1(e, "small", "p01", NULL, &sum, &n), 0);
         CHECK(n == 1 && sum == 2);
