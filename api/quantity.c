@@ -45,19 +45,26 @@ static int round_trips(double v, int prec, char *tmp, size_t size)
 /*
  * Step 1 and 2: the shortest decimal that strtod maps back to |v|. If p
  * digits round-trip, so do p + 1 (the nearest (p+1)-digit decimal is at
- * least as close to v as the p-digit one), so the precision is found by
- * bisection: 4-5 conversions instead of up to 17. One and two digits are
- * tried first: small round values are the common case for gauges.
+ * least as close to v as the p-digit one), so the precision can be searched:
+ * 1 and 2 digits first (the round values gauges carry), then 15, which most
+ * results of arithmetic (rates, sums) fail and need 16 or 17; below 15 by
+ * bisection. At most 6 conversions instead of up to 17.
  */
 static void shortest_decimal(double v, struct decimal *dec)
 {
     char tmp[40];
-    int lo = 3, hi = 17; /* 17 digits always round-trip */
+    int hi;
     if (round_trips(v, 1, tmp, sizeof tmp)) {
         hi = 1;
     } else if (round_trips(v, 2, tmp, sizeof tmp)) {
         hi = 2;
+    } else if (!round_trips(v, 15, tmp, sizeof tmp)) {
+        hi = round_trips(v, 16, tmp, sizeof tmp) ? 16 : 17; /* 17 digits always round-trip */
+        if (hi == 17)
+            snprintf(tmp, sizeof tmp, "%.16e", v);
     } else {
+        int lo = 3;
+        hi = 15;
         while (lo < hi) {
             int mid = (lo + hi) / 2;
             if (round_trips(v, mid, tmp, sizeof tmp))
