@@ -335,6 +335,7 @@ struct eval {
     const char *sel_ns; /* namespace passed to rules_series_selected */
     bool quick;         /* quick_select() decides alone: no label copy */
     bool ns_by_group;   /* the group was looked up by the namespace asked for */
+    bool sel_done;      /* the label indexes decided every selector requirement */
     struct table tab;
     struct scratch sc;
     struct query_result *r;
@@ -518,7 +519,7 @@ static void consider(struct eval *e, struct store_series *s)
     const struct query_request *q = e->q;
     const struct rules_target *t = e->t;
     /* Most series a selector rejects fail an equality: test those in place first. */
-    if (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s))
+    if (!e->sel_done && (!sel_quick(q->label_sel, s) || !sel_quick(q->metric_sel, s)))
         return;
     if (e->quick) {
         const char *obj;
@@ -537,9 +538,9 @@ static void consider(struct eval *e, struct store_series *s)
     load_labels(&e->sc, s);
     if (!rules_series_selected(t, e->sc.labels, e->sc.nlabels, e->sel_ns, e->object))
         return;
-    if (q->label_sel && !sel_matches(q->label_sel, label_lookup, &e->sc))
+    if (!e->sel_done && q->label_sel && !sel_matches(q->label_sel, label_lookup, &e->sc))
         return;
-    if (q->metric_sel && !sel_matches(q->metric_sel, label_lookup, &e->sc))
+    if (!e->sel_done && q->metric_sel && !sel_matches(q->metric_sel, label_lookup, &e->sc))
         return;
     double v;
     int64_t ts;
@@ -842,24 +843,31 @@ static bool visit_indexed(struct eval *e, struct store_group *g)
     if (!bx)
         return false;
     cand_from(e, bx, best);
+    bool all = true; /* every requirement applied through an index */
     for (size_t k = 0; k < 2; k++) {
         for (size_t i = 0; e->ncand && sels[k] && i < sel_count(sels[k]); i++) {
             const struct sel_requirement *r = sel_get(sels[k], i);
-            if (r == best || r->nvalues != 1 || !req_equality(r))
+            if (r == best)
                 continue;
-            struct lindex *x = lindex_get(e->st, g, r->key);
-            if (x) {
-                size_t n;
-                struct store_series **ss = lindex_find(x, r->values[0], &n);
-                cand_intersect(e, ss, n);
+            struct lindex *x = r->nvalues == 1 && req_equality(r) ? lindex_get(e->st, g, r->key) : NULL;
+            if (!x) {
+                all = false;
+                continue;
             }
+            size_t n;
+            struct store_series **ss = lindex_find(x, r->values[0], &n);
+            cand_intersect(e, ss, n);
         }
     }
+    /* An index holds exactly the series whose label equals its value, the
+     * test sel_quick() and sel_matches() make for these operators. */
+    e->sel_done = all;
     for (size_t k = 0; k < e->ncand; k++) {
         if (k + PREFETCH_AHEAD < e->ncand)
             prefetch_series(e->cand[k + PREFETCH_AHEAD]);
         consider(e, e->cand[k]);
     }
+    e->sel_done = false;
     return true;
 }
 
