@@ -9,8 +9,13 @@
 # the server counts every series (metrics_adapter_series_live,
 # prometheus_tsdb_head_series) and RSS has settled (< 1 % change over 3 s,
 # at most 30 s). Writes OUT/memory.csv and prints a summary.
+# Requests carry 222 series (1,998 samples), the size of a Prometheus remote
+# write at max_samples_per_send 2000 (deploy/run-local.sh; deploy/prometheus
+# sends 500): what a server holds while decoding a request is part of its
+# cost, and a batch far larger than Prometheus sends would inflate it.
 #
 # usage: bench/memory/run.sh [--out DIR] [--sizes "100000 1000000"] [--only adapter|prometheus]
+#                            [--batch SERIES_PER_REQUEST]
 # env:   ADAPTER (default build-b/bin/metrics-adapter, else build/bin/...),
 #        MEMLOAD (default next to ADAPTER), PROMETHEUS (default prometheus).
 set -euo pipefail
@@ -22,12 +27,13 @@ fi
 MEMLOAD=${MEMLOAD:-$(dirname "$ADAPTER")/memload}
 PROMETHEUS=${PROMETHEUS:-prometheus}
 PY=/usr/bin/python3
-out=$ROOT/bench/memory/results sizes="100000 1000000" only=""
+out=$ROOT/bench/memory/results sizes="100000 1000000" only="" batch=222
 while [ $# -gt 0 ]; do
   case "$1" in
   --out) out=$2; shift ;;
   --sizes) sizes=$2; shift ;;
   --only) only=$2; shift ;;
+  --batch) batch=$2; shift ;;
   *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -84,6 +90,7 @@ wait_count() {
   done
 }
 
+echo "batch: $batch series per request"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
   "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server,series,rss_bytes,bytes_per_series" >"$out/memory.csv"
@@ -95,7 +102,7 @@ measure() {
   echo "$name,0,$r0," >>"$out/memory.csv"
   echo "$name: empty RSS $((r0 / 1048576)) MiB"
   for n in $sizes; do
-    "$MEMLOAD" --url "$url" --from "$prev" --to "$n" >"$TMP/memload.out"
+    "$MEMLOAD" --url "$url" --from "$prev" --to "$n" --batch "$batch" >"$TMP/memload.out"
     wait_count "$murl" "$cm" "$n" 300
     r=$(settled_rss "$pid")
     awk -v s="$name" -v n="$n" -v r="$r" -v r0="$r0" -v l="$(cat "$TMP/memload.out")" 'BEGIN {

@@ -275,7 +275,7 @@ int ml_map_is_retired(struct ml_map *map);
  *       @node in it (@key >= @node + 1, less than 2^32 bytes away); they must
  *       stay valid and unchanged until the node's reclaim callback has run
  *       (or, if the node is never linked, until the caller frees it).
- *       @keylen must be below 2^32. Both conditions are asserted.
+ *       @keylen must be below 2^32. Both are asserted (builds without NDEBUG).
  */
 void ml_node_init(struct ml_node *node, const void *key, size_t keylen);
 
