@@ -46,6 +46,7 @@
 #include "store.h"
 
 #include "expo.h"
+#include "region.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -133,6 +134,7 @@ struct counters {
     uint64_t refused[STORE_REFUSED_COUNT];
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
+    uint64_t moved, compactions;
     uint64_t types_live;
     uint64_t group_gen; /* bumped before every group unlink: store_group_generation() */
 };
@@ -146,6 +148,7 @@ struct store {
     store_admit_fn admit; /* NULL: every new series is wanted */
     void *admit_ctx;
     struct counters c;
+    uint64_t live_peak; /* most live series since the last compaction; under reap_mu */
 
     pthread_mutex_t reap_mu; /* one reap pass at a time: only the reaper unlinks groups and metrics */
     pthread_t reaper;
@@ -295,12 +298,21 @@ const char *store_refusal_str(enum store_refusal r)
 /* Reclaim callbacks (after a grace period, from call_rcu's worker)           */
 /* ------------------------------------------------------------------------- */
 
+/* Bytes of a series entry: the header, the inline slots, the key. */
+static size_t series_bytes(const struct store_series *s)
+{
+    size_t klen;
+    const char *key = ml_node_key(&s->node, &klen);
+    return (size_t)(key - (const char *)s) + klen;
+}
+
 static void series_reclaim(struct ml_node *node)
 {
     struct store_series *s = caa_container_of(node, struct store_series, node);
     if (s->heap)
         free(s->heap);
-    free(s);
+    if (!region_free(s, series_bytes(s)))
+        free(s);
 }
 
 static void group_reclaim(struct ml_node *node)
@@ -967,6 +979,106 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
 /* Pending reclaims (all maps) above which the reaper waits for them between groups. */
 #define REAP_MAX_PENDING 100000
 
+/*
+ * Compaction. After a mass delete (a scale-down, a burst that drained) the
+ * survivors are scattered over the pages the deleted series used and keep
+ * them resident. When the live series fall to COMPACT_RATIO of their peak
+ * since the last compaction (and by at least COMPACT_MIN_DROP), the reaper
+ * moves every live series into packed region memory (region.h): a copy
+ * replaces the series in its map (ml_replace) and the old copy is reclaimed
+ * after a grace period like a deleted one, so that glibc's pages empty out
+ * and maplib's trim returns them.
+ *
+ * A move happens under the series' writer lock, so no writer changes the old
+ * copy after it was copied: a writer waiting for that lock finds the old node
+ * deleted and looks the series up again (series_get_locked), as after a
+ * stale-marker delete. Readers that hold the old copy read what the new one
+ * starts with. For the label indexes a move is an unlink (the same generation
+ * bumps as series_unlink), so no index keeps a pointer to the old copy. A
+ * heap sample block is copied too, so each copy frees its own.
+ */
+#define COMPACT_RATIO_DIV 2        /* live <= peak / 2 */
+#define COMPACT_MIN_DROP  65536ull /* and peak - live >= this */
+
+/* Move a locked, linked series into region memory. Read lock held. Returns 1 when moved. */
+static int series_move(struct store *st, struct store_series *s)
+{
+    (void)st;
+    size_t size = series_bytes(s);
+    struct store_series *n = region_alloc(size);
+    if (!n)
+        return 0;
+    memcpy(n, s, size); /* the lock word comes along held: n is ours until series_unlock(n) */
+    size_t klen;
+    const char *key = ml_node_key(&s->node, &klen);
+    ml_node_init(&n->node, (const char *)n + (key - (const char *)s), klen);
+    if (s->heap) {
+        size_t bytes = sizeof(struct sample_block) + s->heap->cap * sizeof(struct slot);
+        n->heap = xmalloc(bytes);
+        memcpy(n->heap, s->heap, bytes);
+    }
+    struct store_group *g = s->group;
+    __atomic_fetch_add(&g->unl_begin, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&g->gen, 1, __ATOMIC_SEQ_CST);
+    int rc = ml_replace(g->series, &s->node, &n->node);
+    __atomic_fetch_add(&g->unl_end, 1, __ATOMIC_RELEASE);
+    if (rc != 0) { /* cannot happen: the lock keeps the series linked */
+        free(n->heap);
+        region_free(n, size);
+        return 0;
+    }
+    series_unlock(n);
+    return 1;
+}
+
+/* Move every live series of one group. Read lock held. */
+static uint64_t compact_group(struct store *st, struct store_group *g)
+{
+    uint64_t n = 0;
+    struct ml_iter it;
+    for (struct ml_node *node = ml_first(g->series, &it); node; node = ml_next(g->series, &it)) {
+        struct store_series *s = caa_container_of(node, struct store_series, node);
+        series_lock(s);
+        if (!ml_node_is_deleted(&s->node))
+            n += (uint64_t)series_move(st, s);
+        series_unlock(s);
+    }
+    return n;
+}
+
+/* Compact every group; caller holds reap_mu. */
+static uint64_t compact_locked(struct store *st)
+{
+    uint64_t moved = 0;
+    size_t nm;
+    struct ml_node **ms = collect(st->metrics, &nm);
+    for (size_t i = 0; i < nm; i++) {
+        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
+        size_t ng;
+        struct ml_node **gs = collect(m->groups, &ng);
+        for (size_t j = 0; j < ng; j++) {
+            rcu_read_lock();
+            moved += compact_group(st, caa_container_of(gs[j], struct store_group, node));
+            rcu_read_unlock();
+            ml_throttle(REAP_MAX_PENDING);
+        }
+        free(gs);
+    }
+    free(ms);
+    ADD(&st->c.moved, moved);
+    ADD(&st->c.compactions, 1);
+    st->live_peak = LD(&st->c.series_live);
+    return moved;
+}
+
+uint64_t store_compact(struct store *st)
+{
+    pthread_mutex_lock(&st->reap_mu);
+    uint64_t moved = compact_locked(st);
+    pthread_mutex_unlock(&st->reap_mu);
+    return moved;
+}
+
 uint64_t store_reap(struct store *st, int64_t now_ms)
 {
     int64_t cutoff = now_ms - st->cfg.series_ttl_ms;
@@ -1014,6 +1126,12 @@ uint64_t store_reap(struct store *st, int64_t now_ms)
     }
     rcu_read_unlock();
     free(ts);
+
+    uint64_t live = LD(&st->c.series_live);
+    if (live > st->live_peak)
+        st->live_peak = live;
+    if (live <= st->live_peak / COMPACT_RATIO_DIV && st->live_peak - live >= COMPACT_MIN_DROP)
+        compact_locked(st);
     ADD(&st->c.reap_passes, 1);
     pthread_mutex_unlock(&st->reap_mu);
     return deleted;
@@ -1159,6 +1277,7 @@ void store_free(struct store *st)
     ml_map_destroy(st->metrics);
     ml_map_destroy(st->types);
     rcu_barrier(); /* heap blocks replaced by writers */
+    region_release_idle();
     pthread_cond_destroy(&st->wake_cv);
     pthread_mutex_destroy(&st->wake_mu);
     pthread_mutex_destroy(&st->reap_mu);
@@ -1431,6 +1550,8 @@ void store_get_stats(struct store *st, struct store_stats *o)
     o->stale_absent = LD(&st->c.stale_absent);
     o->heap_blocks = LD(&st->c.heap_blocks);
     o->reap_passes = LD(&st->c.reap_passes);
+    o->moved = LD(&st->c.moved);
+    o->compactions = LD(&st->c.compactions);
     o->types_live = LD(&st->c.types_live);
 }
 
@@ -1498,6 +1619,12 @@ void store_collect(void *ctx, struct buf *b)
     family(b, "metrics_adapter_series_heap_blocks", "gauge",
            "Series whose rate window outgrew the inline sample ring.", s.heap_blocks);
     family(b, "metrics_adapter_reaper_passes_total", "counter", "Completed reaper passes.", s.reap_passes);
+    family(b, "metrics_adapter_store_compactions_total", "counter",
+           "Times the live series were moved into packed memory after a mass delete.", s.compactions);
+    family(b, "metrics_adapter_series_moved_total", "counter", "Series moved by compactions.", s.moved);
+    family(b, "metrics_adapter_store_region_bytes", "gauge",
+           "Address space of the packed memory that holds moved series (resident or not).",
+           (uint64_t)region_mapped_bytes());
     family(b, "metrics_adapter_store_rate_window_seconds", "gauge",
            "Samples are kept for this long: the longest of --rate-window and the rules' windows.",
            (uint64_t)(store_rate_window_ms(st) / 1000));

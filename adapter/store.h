@@ -189,6 +189,16 @@ void store_reap_now(struct store *st);
 /* Number of completed reaper passes (tests wait on it). */
 uint64_t store_reap_passes(struct store *st);
 
+/*
+ * store_compact - move every live series into packed memory now (region.h).
+ * The reaper does it by itself after a mass delete: when the live series fall
+ * to half their peak since the last compaction, and by at least 65,536.
+ * Returns the number of series moved. Safe from any registered thread outside
+ * a read-side critical section; concurrent writes and reads go on (a writer
+ * waits for one series' lock at most for one copy).
+ */
+uint64_t store_compact(struct store *st);
+
 /* ------------------------------------------------------------------------- */
 /* Read API: every function below needs rcu_read_lock() held.                 */
 /* ------------------------------------------------------------------------- */
@@ -290,7 +300,8 @@ struct store_stats {
         stale_absent;
     uint64_t heap_blocks; /* series whose window outgrew the inline ring */
     uint64_t reap_passes;
-    uint64_t types_live; /* names in the metadata type table (<= STORE_MAX_TYPES) */
+    uint64_t moved, compactions; /* store_compact(): series moved, passes */
+    uint64_t types_live;         /* names in the metadata type table (<= STORE_MAX_TYPES) */
 };
 void store_get_stats(struct store *st, struct store_stats *out);
 

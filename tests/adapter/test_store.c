@@ -7,6 +7,7 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "region.h"
 #include "test_store.h"
 
 static struct store *new_store(uint64_t max_series, uint64_t per_metric, unsigned inl)
@@ -269,6 +270,72 @@ static void test_window_and_heap_ring(void)
     free(many);
     free(big);
     store_free(st);
+}
+
+/* After a mass delete the reaper moves the survivors into packed memory; they read the same. */
+static void test_compaction(void)
+{
+    enum { N = 70000, KEEP_EVERY = 1000 };
+    struct store *st = new_store(0, 0, 4);
+    struct t_labels ls;
+    struct store_stats ss;
+    struct api_rw_sample out[64], before[64];
+    char pod[16];
+
+    for (int i = 0; i < N; i++) {
+        snprintf(pod, sizeof pod, "p%05d", i);
+        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
+        CHECK_EQ(t_write1(st, &ls, 1000, (double)i), 0);
+    }
+    /* One series whose ring lives in a heap block (4 inline slots, 13 samples). */
+    T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", "heap");
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ(t_write1(st, &ls, 10000LL * i, (double)i), 0);
+    size_t nheap = snap(st, "m", "ns", "heap", before, 64);
+    CHECK_EQ(nheap, 13);
+    store_reap(st, 2000); /* sees the peak; nothing expires */
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.compactions, 0);
+
+    for (int i = 0; i < N; i++) {
+        if (i % KEEP_EVERY == 0)
+            continue;
+        snprintf(pod, sizeof pod, "p%05d", i);
+        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
+        CHECK_EQ(t_write1(st, &ls, 2000, api_stale_nan()), 0);
+    }
+    store_reap(st, 3000);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.series_live, N / KEEP_EVERY + 1);
+    CHECK_EQ(ss.compactions, 1);
+    CHECK_EQ(ss.moved, N / KEEP_EVERY + 1);
+    CHECK_OP(region_mapped_bytes(), >=, (size_t)1 << 20);
+    CHECK_EQ(ss.heap_blocks, 1);
+
+    /* The same samples, the ring in a heap block included. */
+    CHECK_EQ(snap(st, "m", "ns", "heap", out, 64), nheap);
+    CHECK_EQ(memcmp(out, before, nheap * sizeof *out), 0);
+    for (int i = 0; i < N; i += KEEP_EVERY) {
+        snprintf(pod, sizeof pod, "p%05d", i);
+        CHECK_EQ(snap(st, "m", "ns", pod, out, 64), 1);
+        CHECK(out[0].timestamp_ms == 1000 && out[0].value == (double)i);
+    }
+    /* Writes land in the moved series. */
+    T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", "p05000");
+    CHECK_EQ(t_write1(st, &ls, 4000, 1.5), 0);
+    CHECK_EQ(snap(st, "m", "ns", "p05000", out, 64), 2);
+    CHECK(out[1].timestamp_ms == 4000 && out[1].value == 1.5);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.series_created, N + 1);
+
+    /* A pass without a new drop does not compact again; an explicit one moves everything. */
+    store_reap(st, 5000);
+    store_get_stats(st, &ss);
+    CHECK_EQ(ss.compactions, 1);
+    CHECK_EQ(store_compact(st), N / KEEP_EVERY + 1);
+    store_free(st);
+    /* Every moved series was freed: no region is left. */
+    CHECK_EQ(region_mapped_bytes(), 0);
 }
 
 /* A rule window longer than --rate-window: the store keeps that much. */
@@ -649,6 +716,7 @@ int main(void)
     test_labels_order_and_no_namespace();
     test_stale_markers_and_nan();
     test_window_and_heap_ring();
+    test_compaction();
     test_longer_rule_window();
     test_ttl_reap_and_empty_groups();
     test_reaper_thread();

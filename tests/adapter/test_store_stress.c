@@ -9,7 +9,11 @@
  *    writers, readers copying snapshots. Every value is f(timestamp), so a
  *    snapshot mixing two writes shows up; timestamps must be strictly
  *    increasing and span at most the window. Writers jump ahead now and then
- *    so that the ring moves between its inline slots and heap blocks.
+ *    so that the ring moves between its inline slots and heap blocks. A
+ *    mover thread compacts the store over and over (store_compact: the series
+ *    is copied and replaced under its lock): after each write of timestamp t
+ *    a writer checks that the series it finds holds a sample at t or newer,
+ *    which a sample written into a copy already replaced would fail.
  * 2. dead: writers and a stale-marker sender on a few series, each in its own
  *    group, while a reaper removes the groups they empty. After every write of
  *    timestamp t a writer checks that the series is live with newest >= t,
@@ -39,7 +43,7 @@ static int nreaders = 2, nwriters = 2;
 static struct store *st;
 static atomic_llong clock_ts; /* the shared timestamp source */
 static atomic_int stop;
-static atomic_llong snapshots, writes, checks;
+static atomic_llong snapshots, writes, checks, moves;
 
 static double f(int64_t ts)
 {
@@ -71,7 +75,24 @@ static void *torn_writer(void *arg)
         int64_t ts = atomic_fetch_add(&clock_ts, step) + step;
         t_write1(st, &ls, ts, f(ts));
         atomic_fetch_add(&writes, 1);
+        rcu_read_lock();
+        struct store_group *g = store_group_lookup(st, "torn_total", 10, "ns", 2);
+        struct store_iter it;
+        struct store_series *s = g ? store_series_first(g, &it) : NULL;
+        CHECK(s != NULL);
+        CHECK_OP(store_series_newest(s), >=, ts);
+        rcu_read_unlock();
     }
+    rcu_unregister_thread();
+    return NULL;
+}
+
+static void *torn_mover(void *arg)
+{
+    (void)arg;
+    rcu_register_thread();
+    while (!atomic_load(&stop))
+        atomic_fetch_add(&moves, (long long)store_compact(st));
     rcu_unregister_thread();
     return NULL;
 }
@@ -117,6 +138,9 @@ static void run_torn(void)
     atomic_store(&clock_ts, 1000);
     atomic_store(&snapshots, 0);
     atomic_store(&writes, 0);
+    atomic_store(&moves, 0);
+    if (!tsan_mode) /* a move frees the old copy after a grace period */
+        pthread_create(&th[n++], NULL, torn_mover, NULL);
     for (int i = 0; i < nwriters; i++)
         pthread_create(&th[n++], NULL, torn_writer, (void *)(uintptr_t)(i + 1));
     for (int i = 0; i < nreaders; i++)
@@ -127,10 +151,14 @@ static void run_torn(void)
         pthread_join(th[i], NULL);
     struct store_stats ss;
     store_get_stats(st, &ss);
-    printf("torn: %lld writes, %lld snapshots, %llu accepted, %llu out of order\n", (long long)writes,
-           (long long)snapshots, (unsigned long long)ss.samples_accepted,
-           (unsigned long long)ss.dropped_out_of_order);
+    printf("torn: %lld writes, %lld snapshots, %llu accepted, %llu out of order, %lld moves\n",
+           (long long)writes, (long long)snapshots, (unsigned long long)ss.samples_accepted,
+           (unsigned long long)ss.dropped_out_of_order, (long long)moves);
     CHECK(atomic_load(&snapshots) > 0);
+    if (!tsan_mode) {
+        CHECK(atomic_load(&moves) > 0);
+        CHECK_EQ(ss.moved, (unsigned long long)atomic_load(&moves));
+    }
     CHECK_EQ(ss.series_live, 1);
     CHECK_EQ(ss.samples_accepted + ss.dropped_out_of_order, (unsigned long long)atomic_load(&writes));
     if (tsan_mode)
