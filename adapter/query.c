@@ -787,6 +787,8 @@ static void cand_from(struct eval *e, struct lindex *x, const struct sel_require
     for (size_t i = 0; i < r->nvalues; i++) {
         size_t n;
         struct store_series **ss = lindex_find(x, r->values[i], &n);
+        if (!n)
+            continue;
         cand_reserve(e, e->ncand + n);
         memcpy(e->cand + e->ncand, ss, n * sizeof(*ss));
         e->ncand += n;
