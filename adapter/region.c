@@ -6,6 +6,25 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Under ASan a freed entry is poisoned until its memory is handed out again,
+ * so a read through a pointer kept past the grace period is reported as it is
+ * for malloc'd memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MA_REGION_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MA_REGION_ASAN 1
+#endif
+#endif
+#ifdef MA_REGION_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define REGION_BYTES (1u << 20)
 #define PAGE_BYTES   4096u
 #define PAGES        (REGION_BYTES / PAGE_BYTES)
@@ -43,6 +62,7 @@ static size_t find(const char *p)
 static void drop(size_t i)
 {
     struct region *r = R.v[i];
+    UNPOISON(r->base, REGION_BYTES);
     munmap(r->base, REGION_BYTES);
     free(r);
     memmove(R.v + i, R.v + i + 1, (R.n - i - 1) * sizeof(*R.v));
@@ -67,6 +87,7 @@ static struct region *region_new(void)
         free(r);
         return NULL;
     }
+    POISON(r->base, REGION_BYTES);
     size_t i = 0;
     while (i < R.n && R.v[i]->base < r->base)
         i++;
@@ -95,6 +116,7 @@ void *region_alloc(size_t size)
             drop(find(old->base));
     }
     char *p = r->base + r->used;
+    UNPOISON(p, size);
     r->used += size;
     r->live++;
     for (size_t pg = (r->used - size) / PAGE_BYTES; pg <= (r->used - 1) / PAGE_BYTES; pg++)
@@ -115,6 +137,7 @@ int region_free(void *ptr, size_t size)
     }
     struct region *r = R.v[i];
     size_t off = (size_t)(p - r->base);
+    POISON(p, size);
     for (size_t pg = off / PAGE_BYTES; pg <= (off + size - 1) / PAGE_BYTES; pg++)
         if (--r->page_live[pg] == 0 && (pg + 1) * PAGE_BYTES <= r->used)
             madvise(r->base + pg * PAGE_BYTES, PAGE_BYTES, MADV_DONTNEED);
