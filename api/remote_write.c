@@ -396,16 +396,26 @@ static inline int pb_varint(struct pbr *r, uint64_t *v)
     return pb_varint_slow(r, v);
 }
 
+/* Tags and length prefixes: protobuf-c reads at most 5 bytes of them and
+ * refuses a longer (overlong) encoding, so this walker must not accept one. */
+static inline int pb_varint5(struct pbr *r, uint64_t *v)
+{
+    const uint8_t *start = r->p;
+    if (pb_varint(r, v) != 0 || r->p - start > 5)
+        return -1;
+    return 0;
+}
+
 /* Next field: its number, wire type, and for wire type 2 the payload. */
 static inline int pb_field(struct pbr *r, uint32_t *field, uint32_t *wt, struct pbr *sub)
 {
     uint64_t tag, len;
-    if (pb_varint(r, &tag) != 0 || tag > UINT32_MAX || (tag >> 3) == 0)
+    if (pb_varint5(r, &tag) != 0 || tag > UINT32_MAX || (tag >> 3) == 0)
         return -1;
     *field = (uint32_t)(tag >> 3);
     *wt = (uint32_t)(tag & 7);
     if (*wt == 2) {
-        if (pb_varint(r, &len) != 0 || len > (uint64_t)(r->end - r->p))
+        if (pb_varint5(r, &len) != 0 || len > (uint64_t)(r->end - r->p))
             return -1;
         sub->p = r->p;
         sub->end = r->p + len;

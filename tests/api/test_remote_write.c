@@ -653,6 +653,35 @@ static void test_fast_vs_reference(void)
     }
 }
 
+/* Overlong tags and length prefixes (more than 5 bytes): protobuf-c refuses them, so both paths do.
+ * The first case is what fuzz_rw_v1 found (also in its corpus: overlong-length-prefix). */
+static void test_overlong_varints(void)
+{
+    static const uint8_t len9[] = {0x0a, 0x0c, 0x0a, 0x80, 0x80, 0x80, 0x80,
+                                   0x80, 0x80, 0x80, 0x80, 0x00, 0x0a, 0x00}; /* label length 0 in 9 bytes */
+    static const uint8_t len5[] = {0x0a, 0x08, 0x0a, 0x80, 0x80,
+                                   0x80, 0x80, 0x00, 0x0a, 0x00};             /* 5 bytes: fine */
+    static const uint8_t tag6[] = {0x8a, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00}; /* field 1 in 6 bytes */
+    struct {
+        const uint8_t *p;
+        size_t n;
+        int ok;
+    } cases[] = {{len9, sizeof len9, 0}, {len5, sizeof len5, 1}, {tag6, sizeof tag6, 0}};
+    struct api_rw_limits lim = limits();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct arena a, b;
+        arena_init(&a, 0);
+        arena_init(&b, 0);
+        struct api_rw_request x, y;
+        int fast = api_rw_decode_pb(cases[c].p, cases[c].n, 1, &lim, &a, &x);
+        int ref = api_rw_decode_pb_reference(cases[c].p, cases[c].n, 1, &lim, &b, &y);
+        CHECK_INT(fast, ref);
+        CHECK_INT(fast == 0, cases[c].ok);
+        arena_free(&a);
+        arena_free(&b);
+    }
+}
+
 /* The series cap acts before per-series allocation: a body of 100,000 empty series costs nothing. */
 static void test_series_cap_before_unpack(void)
 {
@@ -731,6 +760,7 @@ int main(void)
     test_http_status_table();
     test_arena();
     test_fast_vs_reference();
+    test_overlong_varints();
     test_series_cap_before_unpack();
     test_unpack_budget();
     for (int v = 1; v <= 2; v++) {
