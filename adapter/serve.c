@@ -711,15 +711,15 @@ static int load_rules(const char *path, const char *overrides, struct rules_set 
         path ? rules_load_file(path, out, err, sizeof err) : rules_default(overrides, out, err, sizeof err);
     if (rc) {
         if (path)
-            log_error("cannot load the rules", "flag=--config path=%s error=\"%s\"", path,
+            log_error("cannot load the rules", "flag=--config path=%s error=%s", path,
                       rc == -EINVAL ? err : strerror(-rc));
         else
-            log_error("cannot build the default rules", "flag=--resource-labels error=\"%s\"", err);
+            log_error("cannot build the default rules", "flag=--resource-labels error=%s", err);
         return rc;
     }
     const char *w = rules_warnings(*out);
     if (w)
-        log_warn("rules loaded with warnings", "warnings=\"%s\"", w);
+        log_warn("rules loaded with warnings", "warnings=%s", w);
     log_info("rules loaded", "source=%s rules=%zu", path ? path : "defaults", rules_count(*out));
     return 0;
 }

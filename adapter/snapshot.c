@@ -341,7 +341,7 @@ int snapshot_load(struct store *st, const char *path, int64_t now_ms, const stru
         return rc;
     }
     if (rc) {
-        log_warn("snapshot ignored", "path=%s reason=\"%s\"", path, strerror(-rc));
+        log_warn("snapshot ignored", "path=%s reason=%s", path, strerror(-rc));
         return rc;
     }
     struct arena a;
@@ -352,7 +352,7 @@ int snapshot_load(struct store *st, const char *path, int64_t now_ms, const stru
     if (rc == -ENODATA) {
         log_info("snapshot holds no series", "path=%s", path);
     } else if (rc) {
-        log_warn("snapshot ignored", "path=%s bytes=%zu reason=\"%s\"", path, len, why);
+        log_warn("snapshot ignored", "path=%s bytes=%zu reason=%s", path, len, why);
     } else {
         struct snapshot_info in = {.bytes = len, .newest_ms = (int64_t)get_u64(data + 24)};
         struct store_tally t = {0};
