@@ -270,7 +270,7 @@ struct reader {
     const char *accept;        /* the Accept header's value */
     curl_write_callback write; /* NULL: on_body into the buffer */
     void *write_ctx;
-    const int *stop; /* streamed: abort once *stop is non-zero */
+    const int *stop; /* NULL, or abort once *stop is non-zero */
 };
 
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
@@ -312,13 +312,15 @@ static int attempt_with(struct kube *k, const char *method, const char *url, con
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)k->timeout_ms);
+    if (rd->stop) {
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)rd->stop);
+    }
     if (rd->write) {
         /* A watch lasts until the server ends it (timeoutSeconds) or *stop. */
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, rd->write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, rd->write_ctx);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)rd->stop);
     } else {
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)k->timeout_ms);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -347,7 +349,7 @@ static int attempt_with(struct kube *k, const char *method, const char *url, con
     int rc = 0;
     if (cr == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    } else if (rd->write && (cr == CURLE_ABORTED_BY_CALLBACK || cr == CURLE_WRITE_ERROR)) {
+    } else if (cr == CURLE_ABORTED_BY_CALLBACK || (rd->write && cr == CURLE_WRITE_ERROR)) {
         rc = -ECANCELED; /* stopped, or the line callback ended the watch */
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     } else {
@@ -400,14 +402,15 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
     return rc;
 }
 
-int kube_get(struct kube *k, const char *path, const char *accept, long *status, json_t **out)
+int kube_get(struct kube *k, const char *path, const char *accept, const int *stop, long *status,
+             json_t **out)
 {
     struct buf url = {0};
     buf_printf(&url, "%s%s", k->server, path);
     struct buf resp = {0};
-    const struct reader rd = {.accept = accept};
+    const struct reader rd = {.accept = accept, .stop = stop};
     int rc = -EIO;
-    for (unsigned i = 0; i <= k->retries; i++) {
+    for (unsigned i = 0; i <= k->retries && rc != -ECANCELED; i++) {
         if (i)
             nanosleep(&(struct timespec){.tv_nsec = 100000000L << (i > 3 ? 3 : i - 1)}, NULL);
         buf_reset(&resp);

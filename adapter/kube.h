@@ -55,9 +55,12 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
 /*
  * kube_get - a GET with this Accept header (e.g. a metadata-only list:
  * "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
- * retried as kube_request is. Same results as kube_request.
+ * retried as kube_request is. Same results as kube_request, and -ECANCELED
+ * when @stop (NULL: never) turns non-zero during the call (checked about once
+ * a second), so that a shutdown does not wait for a slow API server.
  */
-int kube_get(struct kube *k, const char *path, const char *accept, long *status, json_t **out);
+int kube_get(struct kube *k, const char *path, const char *accept, const int *stop, long *status,
+             json_t **out);
 
 /* Called once per line of a watch's answer (without the newline); non-zero ends the watch. */
 typedef int (*kube_line_fn)(void *ctx, const char *line, size_t len);

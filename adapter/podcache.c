@@ -247,14 +247,15 @@ static int list_all(struct podcache *pc)
             buf_printf(&path, "&continue=%s", cont);
         long status = 0;
         json_t *body = NULL;
-        int rc = kube_get(pc->k, path.data, LIST_ACCEPT, &status, &body);
+        int rc = kube_get(pc->k, path.data, LIST_ACCEPT, &pc->stop, &status, &body);
         buf_free(&path);
         sm_inc(&pc_lists);
         if (rc != 0 || status != 200 || !json_is_object(body)) {
             json_decref(body);
             if (rc == 0 && status == 410)
                 return 410;
-            log_warn("pod LIST failed", "status=%ld error=%d", status, rc);
+            if (rc != -ECANCELED) /* stopping */
+                log_warn("pod LIST failed", "status=%ld error=%d", status, rc);
             return -1;
         }
         size_t i;

@@ -163,6 +163,19 @@ def main():
             assert selected(a) == {"web-1", "batch-1"}, selected(a)
         assert len(k.requests) == n, "series mode asked the API"
         print("--pod-labels-source=series: ok")
+
+        # A LIST the API server does not answer does not hold up a SIGTERM.
+        k.hold_list.clear()
+        n = len(k.requests)
+        a = harness.Adapter(["--kubeconfig=" + kc, "--pod-labels-source=auto", "--kube-api-timeout=60s"]).start()
+        harness.wait_until(lambda: len(k.requests) > n, 10, "the held LIST")
+        t0 = time.monotonic()
+        assert a.stop(timeout=10) == 0
+        took = time.monotonic() - t0
+        assert took < 5, "SIGTERM during a held LIST took %.1fs" % took
+        assert "pod LIST failed" not in a.log_text(), a.log_text()
+        k.hold_list.set()
+        print("SIGTERM during a held LIST: stopped in %.1fs: ok" % took)
     p = subprocess.run([harness.adapter_bin(), "--pod-labels-source=nope"], capture_output=True, timeout=10,
                        stdin=subprocess.DEVNULL, cwd=tmp)
     assert p.returncode == 2 and b"pod-labels-source" in p.stderr, (p.returncode, p.stderr)
