@@ -107,18 +107,22 @@ static const char *key_of(const yaml_node_t *k)
  * YAML merge keys ("<<: *base" or "<<: [*a, *b]"), which go-yaml and so
  * prometheus-adapter honour: a key missing from a mapping is looked up in
  * the mappings its "<<" names, in order. Depth is bounded because anchors
- * can nest merges.
+ * can nest merges, and so is the number of mappings one lookup visits:
+ * aliases may name the same mapping many times at every level (a mapping
+ * that merges itself eight times would otherwise cost 8^8 visits).
  */
-#define MERGE_DEPTH 8
+#define MERGE_DEPTH  8
+#define MERGE_VISITS 256
 
 static bool is_merge(struct rules__ctx *c, const yaml_node_pair_t *p)
 {
     return strcmp(key_of(node(c, p->key)), "<<") == 0;
 }
 
-static const yaml_node_t *field_at(struct rules__ctx *c, const yaml_node_t *m, const char *name, int depth)
+static const yaml_node_t *field_at(struct rules__ctx *c, const yaml_node_t *m, const char *name, int depth,
+                                   int *visits)
 {
-    if (!m || m->type != YAML_MAPPING_NODE || depth > MERGE_DEPTH)
+    if (!m || m->type != YAML_MAPPING_NODE || depth > MERGE_DEPTH || --*visits < 0)
         return NULL;
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
         if (!is_merge(c, p) && strcmp(key_of(node(c, p->key)), name) == 0)
@@ -130,9 +134,9 @@ static const yaml_node_t *field_at(struct rules__ctx *c, const yaml_node_t *m, c
         if (v && v->type == YAML_SEQUENCE_NODE) {
             for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && !f;
                  it++)
-                f = field_at(c, node(c, *it), name, depth + 1);
+                f = field_at(c, node(c, *it), name, depth + 1, visits);
         } else {
-            f = field_at(c, v, name, depth + 1);
+            f = field_at(c, v, name, depth + 1, visits);
         }
         if (f)
             return f;
@@ -143,7 +147,8 @@ static const yaml_node_t *field_at(struct rules__ctx *c, const yaml_node_t *m, c
 /* The value of key @name in mapping @m (merge keys included), or NULL. */
 static const yaml_node_t *field(struct rules__ctx *c, const yaml_node_t *m, const char *name)
 {
-    return field_at(c, m, name, 0);
+    int visits = MERGE_VISITS;
+    return field_at(c, m, name, 0, &visits);
 }
 
 /*
@@ -153,10 +158,12 @@ static const yaml_node_t *field(struct rules__ctx *c, const yaml_node_t *m, cons
  * what the rule means without a word. @where prefixes the message.
  */
 static int check_keys_at(struct rules__ctx *c, const yaml_node_t *m, const char *const *allowed,
-                         const char *where, int depth)
+                         const char *where, int depth, int *visits)
 {
     if (depth > MERGE_DEPTH)
         return rules__fail(c, "%smerge keys nested too deep", where);
+    if (--*visits < 0)
+        return rules__fail(c, "%smerge keys name more than %d mappings", where, MERGE_VISITS);
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         const char *k = key_of(node(c, p->key));
         for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++)
@@ -170,7 +177,7 @@ static int check_keys_at(struct rules__ctx *c, const yaml_node_t *m, const char 
                 const yaml_node_t *src = seq ? node(c, v->data.sequence.items.start[i]) : v;
                 if (!src || src->type != YAML_MAPPING_NODE)
                     return rules__fail(c, "%s'<<' must name a mapping or a list of mappings", where);
-                int rc = check_keys_at(c, src, allowed, where, depth + 1);
+                int rc = check_keys_at(c, src, allowed, where, depth + 1, visits);
                 if (rc < 0)
                     return rc;
             }
@@ -188,7 +195,8 @@ static int check_keys_at(struct rules__ctx *c, const yaml_node_t *m, const char 
 static int check_keys(struct rules__ctx *c, const yaml_node_t *m, const char *const *allowed,
                       const char *where)
 {
-    return check_keys_at(c, m, allowed, where, 0);
+    int visits = MERGE_VISITS;
+    return check_keys_at(c, m, allowed, where, 0, &visits);
 }
 
 /* ---- resources ---- */

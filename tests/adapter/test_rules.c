@@ -531,6 +531,18 @@ static void test_errors(void)
     expect_error("rules:\n- <<: {seriesQuery: x, metricQuery: y}\n  resources: {template: <<.Resource>>}\n",
                  "unknown key 'metricQuery'", NULL);
     expect_error("rules:\n- <<: [1]\n  seriesQuery: x\n", "'<<' must name a mapping", NULL);
+    /* Eight mappings each merging the previous one eight times, defined inline:
+     * 8^8 visits unbounded (what fuzz_rules' long run timed out on); refused
+     * after MERGE_VISITS. */
+    {
+        char m[8][1024], bomb[2048];
+        snprintf(m[0], sizeof m[0], "&a0 {seriesQuery: x}");
+        for (int i = 1; i < 8; i++)
+            snprintf(m[i], sizeof m[i], "&a%d {<<: [%s, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]}", i,
+                     m[i - 1], i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+        snprintf(bomb, sizeof bomb, "rules:\n- <<: %s\n  metricsQuery: '" GOOD_Q "'\n", m[7]);
+        expect_error(bomb, "merge keys name more than 256 mappings", NULL);
+    }
 
     /* external rules */
     expect_error("externalRules:\n- seriesQuery: x\n  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})\n",
