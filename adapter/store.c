@@ -982,8 +982,8 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
 /*
  * Compaction. After a mass delete (a scale-down, a burst that drained) the
  * survivors are scattered over the pages the deleted series used and keep
- * them resident. When the live series fall to COMPACT_RATIO of their peak
- * since the last compaction (and by at least COMPACT_MIN_DROP), the reaper
+ * them resident. When the live series fall to half their peak since the
+ * last compaction (and by at least COMPACT_MIN_DROP), the reaper
  * moves every live series into packed region memory (region.h): a copy
  * replaces the series in its map (ml_replace) and the old copy is reclaimed
  * after a grace period like a deleted one, so that glibc's pages empty out
@@ -995,15 +995,16 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
  * stale-marker delete. Readers that hold the old copy read what the new one
  * starts with. For the label indexes a move is an unlink (the same generation
  * bumps as series_unlink), so no index keeps a pointer to the old copy. A
- * heap sample block is copied too, so each copy frees its own.
+ * heap sample block is copied too, so each copy frees its own. Until the old
+ * copies are reclaimed both exist: the pass waits for pending reclaims
+ * between groups (REAP_MAX_PENDING), which bounds that transient.
  */
 #define COMPACT_RATIO_DIV 2        /* live <= peak / 2 */
 #define COMPACT_MIN_DROP  65536ull /* and peak - live >= this */
 
 /* Move a locked, linked series into region memory. Read lock held. Returns 1 when moved. */
-static int series_move(struct store *st, struct store_series *s)
+static int series_move(struct store_series *s)
 {
-    (void)st;
     size_t size = series_bytes(s);
     struct store_series *n = region_alloc(size);
     if (!n)
@@ -1032,7 +1033,7 @@ static int series_move(struct store *st, struct store_series *s)
 }
 
 /* Move every live series of one group. Read lock held. */
-static uint64_t compact_group(struct store *st, struct store_group *g)
+static uint64_t compact_group(struct store_group *g)
 {
     uint64_t n = 0;
     struct ml_iter it;
@@ -1040,7 +1041,7 @@ static uint64_t compact_group(struct store *st, struct store_group *g)
         struct store_series *s = caa_container_of(node, struct store_series, node);
         series_lock(s);
         if (!ml_node_is_deleted(&s->node))
-            n += (uint64_t)series_move(st, s);
+            n += (uint64_t)series_move(s);
         series_unlock(s);
     }
     return n;
@@ -1058,7 +1059,7 @@ static uint64_t compact_locked(struct store *st)
         struct ml_node **gs = collect(m->groups, &ng);
         for (size_t j = 0; j < ng; j++) {
             rcu_read_lock();
-            moved += compact_group(st, caa_container_of(gs[j], struct store_group, node));
+            moved += compact_group(caa_container_of(gs[j], struct store_group, node));
             rcu_read_unlock();
             ml_throttle(REAP_MAX_PENDING);
         }
