@@ -395,13 +395,14 @@ static struct acc *external_acc(struct eval *e)
     return a;
 }
 
-/* Whether the series' own label satisfies an equality-like requirement, tested
- * in place (no copy); other operators are left to the full match. */
+/* Whether the requirement is an equality (=, ==, in): a label index answers it. */
 static bool req_equality(const struct sel_requirement *r)
 {
     return r->op == SEL_OP_EQUALS || r->op == SEL_OP_DOUBLE_EQUALS || r->op == SEL_OP_IN;
 }
 
+/* Whether the series' own label satisfies an equality-like requirement, tested
+ * in place (no copy); other operators are left to the full match. */
 static bool req_quick(const struct sel_requirement *r, const struct store_series *s)
 {
     if (!req_equality(r))
@@ -640,7 +641,7 @@ static struct lcache *lcache_get(void)
     return c;
 }
 
-struct pair {
+struct idx_pair {
     uint32_t id;
     struct store_series *s;
 };
@@ -653,7 +654,7 @@ static int ptr_cmp(const void *a, const void *b)
 
 static int pair_cmp(const void *a, const void *b)
 {
-    return ptr_cmp(((const struct pair *)a)->s, ((const struct pair *)b)->s);
+    return ptr_cmp(((const struct idx_pair *)a)->s, ((const struct idx_pair *)b)->s);
 }
 
 static int series_ptr_cmp(const void *a, const void *b)
@@ -664,7 +665,7 @@ static int series_ptr_cmp(const void *a, const void *b)
 /* Build an index of @g by @label into @x (one walk of the group). */
 static void lindex_build(struct lindex *x, struct store_group *g, const char *label, const uint64_t gen[2])
 {
-    struct pair *pairs = NULL;
+    struct idx_pair *pairs = NULL;
     size_t n = 0, cap = 0;
     struct store_iter it;
     for (struct store_series *s = store_series_first(g, &it); s; s = store_series_next(g, &it)) {
