@@ -996,8 +996,11 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
  * starts with. For the label indexes a move is an unlink (the same generation
  * bumps as series_unlink), so no index keeps a pointer to the old copy. A
  * heap sample block is copied too, so each copy frees its own. Until the old
- * copies are reclaimed both exist: the pass waits for pending reclaims
- * between groups (REAP_MAX_PENDING), which bounds that transient.
+ * copies are reclaimed both exist. Between groups the pass waits for pending
+ * reclaims (REAP_MAX_PENDING); within a group it does not: one group is one
+ * read-side section (as for the TTL reaper), so a group of N series holds up
+ * to N old copies until its walk ends. Splitting the walk needs an iterator
+ * that resumes after a section ends, which maplib does not offer yet.
  */
 #define COMPACT_RATIO_DIV 2        /* live <= peak / 2 */
 #define COMPACT_MIN_DROP  65536ull /* and peak - live >= this */
