@@ -147,6 +147,14 @@ int region_free(void *ptr, size_t size)
     return 1;
 }
 
+int region_contains(const void *p)
+{
+    pthread_mutex_lock(&R.mu);
+    int in = find(p) != R.n;
+    pthread_mutex_unlock(&R.mu);
+    return in;
+}
+
 size_t region_mapped_bytes(void)
 {
     pthread_mutex_lock(&R.mu);

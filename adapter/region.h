@@ -30,6 +30,9 @@ void *region_alloc(size_t size);
  */
 int region_free(void *p, size_t size);
 
+/* Whether @p lies in a region. */
+int region_contains(const void *p);
+
 /* Bytes of the regions currently mapped (resident or not). */
 size_t region_mapped_bytes(void);
 

@@ -996,22 +996,24 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
  * starts with. For the label indexes a move is an unlink (the same generation
  * bumps as series_unlink), so no index keeps a pointer to the old copy. A
  * heap sample block is copied too, so each copy frees its own. Until the old
- * copies are reclaimed both exist. Between groups the pass waits for pending
- * reclaims (REAP_MAX_PENDING); within a group it does not: one group is one
- * read-side section (as for the TTL reaper), so a group of N series holds up
- * to N old copies until its walk ends. Splitting the walk needs an iterator
- * that resumes after a section ends, which maplib does not offer yet.
+ * copies are reclaimed both exist: a group is walked in read-side sections
+ * of at most COMPACT_SECTION moves, resumed from the last key moved
+ * (ml_iter_at), and between sections the pass waits for pending reclaims
+ * (REAP_MAX_PENDING), so neither the sections nor the old copies grow with
+ * the group.
  */
 #define COMPACT_RATIO_DIV 2        /* live <= peak / 2 */
 #define COMPACT_MIN_DROP  65536ull /* and peak - live >= this */
+#define COMPACT_SECTION   1024     /* moves per read-side section */
 
-/* Move a locked, linked series into region memory. Read lock held. Returns 1 when moved. */
-static int series_move(struct store_series *s)
+/* Move a locked, linked series into region memory. Read lock held. Returns
+ * the new copy (unlocked), or NULL when the series was not moved. */
+static struct store_series *series_move(struct store_series *s)
 {
     size_t size = series_bytes(s);
     struct store_series *n = region_alloc(size);
     if (!n)
-        return 0;
+        return NULL;
     memcpy(n, s, size); /* the lock word comes along held: n is ours until series_unlock(n) */
     size_t klen;
     const char *key = ml_node_key(&s->node, &klen);
@@ -1029,25 +1031,59 @@ static int series_move(struct store_series *s)
     if (rc != 0) { /* cannot happen: the lock keeps the series linked */
         free(n->heap);
         region_free(n, size);
-        return 0;
+        return NULL;
     }
     series_unlock(n);
-    return 1;
+    return n;
 }
 
-/* Move every live series of one group. Read lock held. */
+/*
+ * Move every live series of one group, in read-side sections. The group is
+ * the reaper's (reap_mu held): it stays valid between sections. Each section
+ * resumes after the last series moved, looked up by its key; if that one was
+ * deleted meanwhile the walk starts again and skips what is already in
+ * region memory, so it ends.
+ */
 static uint64_t compact_group(struct store_group *g)
 {
-    uint64_t n = 0;
-    struct ml_iter it;
-    for (struct ml_node *node = ml_first(g->series, &it); node; node = ml_next(g->series, &it)) {
-        struct store_series *s = caa_container_of(node, struct store_series, node);
-        series_lock(s);
-        if (!ml_node_is_deleted(&s->node))
-            n += (uint64_t)series_move(s);
-        series_unlock(s);
+    uint64_t moved = 0;
+    struct buf last = BUF_INIT; /* key of the last series moved */
+    int have_last = 0, restarted = 0;
+    for (int done = 0; !done;) {
+        struct ml_iter it;
+        struct ml_node *node;
+        rcu_read_lock();
+        struct ml_node *at = have_last ? ml_lookup(g->series, last.data, last.len) : NULL;
+        if (at) {
+            ml_iter_at(g->series, at, &it);
+            node = ml_next(g->series, &it);
+        } else {
+            restarted |= have_last;
+            node = ml_first(g->series, &it);
+        }
+        for (unsigned k = 0; node && k < COMPACT_SECTION; node = ml_next(g->series, &it)) {
+            struct store_series *s = caa_container_of(node, struct store_series, node);
+            if (restarted && region_contains(s))
+                continue;
+            series_lock(s);
+            struct store_series *n = ml_node_is_deleted(&s->node) ? NULL : series_move(s);
+            if (n) {
+                size_t klen;
+                const void *key = ml_node_key(&n->node, &klen);
+                buf_reset(&last);
+                buf_append(&last, key, klen);
+                have_last = 1;
+                moved++;
+                k++;
+            }
+            series_unlock(s);
+        }
+        done = node == NULL;
+        rcu_read_unlock();
+        ml_throttle(REAP_MAX_PENDING);
     }
-    return n;
+    buf_free(&last);
+    return moved;
 }
 
 /* Compact every group; caller holds reap_mu. */
@@ -1060,12 +1096,8 @@ static uint64_t compact_locked(struct store *st)
         struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
         size_t ng;
         struct ml_node **gs = collect(m->groups, &ng);
-        for (size_t j = 0; j < ng; j++) {
-            rcu_read_lock();
+        for (size_t j = 0; j < ng; j++)
             moved += compact_group(caa_container_of(gs[j], struct store_group, node));
-            rcu_read_unlock();
-            ml_throttle(REAP_MAX_PENDING);
-        }
         free(gs);
     }
     free(ms);

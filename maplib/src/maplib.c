@@ -950,6 +950,14 @@ struct ml_node *ml_next(struct ml_map *map, struct ml_iter *it)
     return caa_container_of(ln, struct ml_node, _lfht);
 }
 
+void ml_iter_at(struct ml_map *map, struct ml_node *node, struct ml_iter *it)
+{
+    (void)map;
+    /* What cds_lfht_next() reads: the node and its next pointer. */
+    it->_it.node = &node->_lfht;
+    it->_it.next = rcu_dereference(node->_lfht.next);
+}
+
 uint64_t ml_map_count(struct ml_map *map)
 {
     return map_live(map);

@@ -328,11 +328,24 @@ static void test_compaction(void)
     store_get_stats(st, &ss);
     CHECK_EQ(ss.series_created, N + 1);
 
-    /* A pass without a new drop does not compact again; an explicit one moves everything. */
+    /* A pass without a new drop does not compact again; an explicit one moves everything,
+     * a group bigger than one read-side section's worth (1,024) included. */
     store_reap(st, 5000);
     store_get_stats(st, &ss);
     CHECK_EQ(ss.compactions, 1);
-    CHECK_EQ(store_compact(st), N / KEEP_EVERY + 1);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(pod, sizeof pod, "q%05d", i);
+        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
+        CHECK_EQ(t_write1(st, &ls, 5000, (double)i), 0);
+    }
+    CHECK_EQ(store_compact(st), N / KEEP_EVERY + 1 + 3000);
+    for (int i = 0; i < 3000; i += 7) {
+        snprintf(pod, sizeof pod, "q%05d", i);
+        CHECK_EQ(snap(st, "m", "ns", pod, out, 64), 1);
+        CHECK(out[0].timestamp_ms == 5000 && out[0].value == (double)i);
+    }
+    CHECK_EQ(snap(st, "m", "ns", "heap", out, 64), nheap);
+    CHECK_EQ(memcmp(out, before, nheap * sizeof *out), 0);
     store_free(st);
     /* Every moved series was freed: no region is left. */
     CHECK_EQ(region_mapped_bytes(), 0);

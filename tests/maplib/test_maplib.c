@@ -260,6 +260,36 @@ static void test_iteration(void)
     }
     rcu_read_unlock();
     CHECK_EQ(n, N - (N + 2) / 3);
+
+    /* A walk split into read-side sections, resumed from the last key: every node once. */
+    memset(seen, 0, sizeof seen);
+    n = 0;
+    char last[16] = "";
+    for (int done = 0; !done;) {
+        rcu_read_lock();
+        struct ml_node *x = NULL;
+        if (last[0]) {
+            struct ml_node *at = ml_lookup(m, last, strlen(last));
+            CHECK(at != NULL);
+            ml_iter_at(m, at, &it);
+            x = ml_next(m, &it);
+        } else {
+            x = ml_first(m, &it);
+        }
+        for (int k = 0; x && k < 100; k++, x = ml_next(m, &it)) {
+            struct t_ent *e = t_ent_of(x);
+            CHECK_EQ(seen[e->value], 0);
+            seen[e->value] = 1;
+            n++;
+            memcpy(last, e->key, e->klen);
+            last[e->klen] = '\0';
+        }
+        done = x == NULL; /* else x, not yet counted, is where the next section resumes */
+        rcu_read_unlock();
+        /* A resize between sections does not change the order. */
+        ml_map_maintain(m);
+    }
+    CHECK_EQ(n, N - (N + 2) / 3);
     CHECK_EQ(ml_map_destroy(m), 0);
 }
 

@@ -367,6 +367,20 @@ struct ml_iter {
 struct ml_node *ml_first(struct ml_map *map, struct ml_iter *it);
 struct ml_node *ml_next(struct ml_map *map, struct ml_iter *it);
 
+/*
+ * ml_iter_at - position @it at @node, so that ml_next() goes on after it.
+ * @node: found in @map in the current read-side section (it may have been
+ *        deleted since).
+ *
+ * The order of the walk does not depend on the bucket count, so a long walk
+ * can be split into several read-side sections: remember the key of the last
+ * node, end the section, and in the next one look the key up and resume from
+ * the node found (when it is gone, start again with ml_first()). Nodes linked
+ * for the whole walk are then seen at least once, those between the resumes
+ * exactly once.
+ */
+void ml_iter_at(struct ml_map *map, struct ml_node *node, struct ml_iter *it);
+
 /* Number of linked entries (relaxed read of maplib's own count). */
 uint64_t ml_map_count(struct ml_map *map);
 
