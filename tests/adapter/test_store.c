@@ -272,6 +272,26 @@ static void test_window_and_heap_ring(void)
     store_free(st);
 }
 
+/* test_compaction's series: metric m, namespace ns, pod @prefix + @i. */
+static int put_pod(struct store *st, char prefix, int i, int64_t ts, double v)
+{
+    char pod[16];
+    struct t_labels ls;
+    snprintf(pod, sizeof pod, "%c%05d", prefix, i);
+    T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
+    return t_write1(st, &ls, ts, v);
+}
+
+/* The one sample of that series, checked. */
+static void check_pod(struct store *st, char prefix, int i, int64_t ts, double v)
+{
+    char pod[16];
+    struct api_rw_sample out[4];
+    snprintf(pod, sizeof pod, "%c%05d", prefix, i);
+    CHECK_EQ(snap(st, "m", "ns", pod, out, 4), 1);
+    CHECK(out[0].timestamp_ms == ts && out[0].value == v);
+}
+
 /* After a mass delete the reaper moves the survivors into packed memory; they read the same. */
 static void test_compaction(void)
 {
@@ -280,13 +300,9 @@ static void test_compaction(void)
     struct t_labels ls;
     struct store_stats ss;
     struct api_rw_sample out[64], before[64];
-    char pod[16];
 
-    for (int i = 0; i < N; i++) {
-        snprintf(pod, sizeof pod, "p%05d", i);
-        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
-        CHECK_EQ(t_write1(st, &ls, 1000, (double)i), 0);
-    }
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(put_pod(st, 'p', i, 1000, (double)i), 0);
     /* One series whose ring lives in a heap block (4 inline slots, 13 samples). */
     T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", "heap");
     for (int i = 0; i < 40; i++)
@@ -297,13 +313,9 @@ static void test_compaction(void)
     store_get_stats(st, &ss);
     CHECK_EQ(ss.compactions, 0);
 
-    for (int i = 0; i < N; i++) {
-        if (i % KEEP_EVERY == 0)
-            continue;
-        snprintf(pod, sizeof pod, "p%05d", i);
-        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
-        CHECK_EQ(t_write1(st, &ls, 2000, api_stale_nan()), 0);
-    }
+    for (int i = 0; i < N; i++)
+        if (i % KEEP_EVERY != 0)
+            CHECK_EQ(put_pod(st, 'p', i, 2000, api_stale_nan()), 0);
     store_reap(st, 3000);
     store_get_stats(st, &ss);
     CHECK_EQ(ss.series_live, N / KEEP_EVERY + 1);
@@ -315,14 +327,10 @@ static void test_compaction(void)
     /* The same samples, the ring in a heap block included. */
     CHECK_EQ(snap(st, "m", "ns", "heap", out, 64), nheap);
     CHECK_EQ(memcmp(out, before, nheap * sizeof *out), 0);
-    for (int i = 0; i < N; i += KEEP_EVERY) {
-        snprintf(pod, sizeof pod, "p%05d", i);
-        CHECK_EQ(snap(st, "m", "ns", pod, out, 64), 1);
-        CHECK(out[0].timestamp_ms == 1000 && out[0].value == (double)i);
-    }
+    for (int i = 0; i < N; i += KEEP_EVERY)
+        check_pod(st, 'p', i, 1000, (double)i);
     /* Writes land in the moved series. */
-    T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", "p05000");
-    CHECK_EQ(t_write1(st, &ls, 4000, 1.5), 0);
+    CHECK_EQ(put_pod(st, 'p', 5000, 4000, 1.5), 0);
     CHECK_EQ(snap(st, "m", "ns", "p05000", out, 64), 2);
     CHECK(out[1].timestamp_ms == 4000 && out[1].value == 1.5);
     store_get_stats(st, &ss);
@@ -333,17 +341,11 @@ static void test_compaction(void)
     store_reap(st, 5000);
     store_get_stats(st, &ss);
     CHECK_EQ(ss.compactions, 1);
-    for (int i = 0; i < 3000; i++) {
-        snprintf(pod, sizeof pod, "q%05d", i);
-        T_LABELS(&ls, "__name__", "m", "namespace", "ns", "pod", pod);
-        CHECK_EQ(t_write1(st, &ls, 5000, (double)i), 0);
-    }
+    for (int i = 0; i < 3000; i++)
+        CHECK_EQ(put_pod(st, 'q', i, 5000, (double)i), 0);
     CHECK_EQ(store_compact(st), N / KEEP_EVERY + 1 + 3000);
-    for (int i = 0; i < 3000; i += 7) {
-        snprintf(pod, sizeof pod, "q%05d", i);
-        CHECK_EQ(snap(st, "m", "ns", pod, out, 64), 1);
-        CHECK(out[0].timestamp_ms == 5000 && out[0].value == (double)i);
-    }
+    for (int i = 0; i < 3000; i += 7)
+        check_pod(st, 'q', i, 5000, (double)i);
     CHECK_EQ(snap(st, "m", "ns", "heap", out, 64), nheap);
     CHECK_EQ(memcmp(out, before, nheap * sizeof *out), 0);
     store_free(st);
