@@ -905,28 +905,102 @@ void store_set_refuse_new(struct store *st, int on)
 /* Reaper                                                                     */
 /* ------------------------------------------------------------------------- */
 
-/* Delete the expired series of one group. Read lock held. */
-static uint64_t reap_group(struct store *st, struct store_group *g, int64_t cutoff)
+/* Pending reclaims (all maps) above which the reaper waits for them between sections. */
+#define REAP_MAX_PENDING 100000
+#define WALK_SECTION     1024 /* series visited per read-side section */
+#define WALK_RESTARTS    3    /* restarts after which a walk finishes in one section */
+
+/*
+ * One step of a group walk: called with the read lock held; returns the
+ * series now at @s's place in the map (s itself, or the copy that replaced
+ * it), or NULL when @s is no longer linked.
+ */
+typedef struct store_series *(*series_step_fn)(struct store_series *s, int restarted, void *ctx);
+
+/*
+ * Visit every series of group @g, in read-side sections of at most
+ * WALK_SECTION series, so that no section (and no grace period held up by
+ * it) grows with the group, and wait for pending reclaims between sections
+ * (REAP_MAX_PENDING) so that a mass delete does not outrun the grace periods.
+ * The group is the reaper's (reap_mu held): it stays valid between sections.
+ * Each section resumes after the last series a step left linked, looked up
+ * by its key (ml_iter_at); series unlinked meanwhile are skipped by the map.
+ * If that anchor itself was deleted meanwhile, the walk starts again with
+ * @restarted set; after WALK_RESTARTS restarts the rest is one section, so
+ * the walk ends however writers delete.
+ */
+#ifdef STORE_TEST_HOOKS
+/* Called at the end of each section but the last, read lock held, with the anchor. */
+void (*store_test_walk_hook)(struct store_series *anchor);
+#endif
+
+static void walk_group(struct store_group *g, series_step_fn step, void *ctx)
 {
-    uint64_t n = 0;
-    struct ml_iter it;
-    for (struct ml_node *node = ml_first(g->series, &it); node; node = ml_next(g->series, &it)) {
-        struct store_series *s = caa_container_of(node, struct store_series, node);
-        if (LD(&s->newest) >= cutoff)
-            continue;
-        /* Re-check under the lock: a writer may have just added a sample. */
-        series_lock(s);
-        if (!ml_node_is_deleted(&s->node) && s->newest < cutoff && series_unlink(st, s)) {
-            ADD(&st->c.deleted_ttl, 1);
-            n++;
+    struct buf last = BUF_INIT; /* key of the anchor */
+    int have_last = 0;
+    unsigned restarts = 0;
+    for (int done = 0; !done;) {
+        struct ml_iter it;
+        struct ml_node *node;
+        rcu_read_lock();
+        struct ml_node *at = have_last ? ml_lookup(g->series, last.data, last.len) : NULL;
+        if (at) {
+            ml_iter_at(g->series, at, &it);
+            node = ml_next(g->series, &it);
+        } else {
+            restarts += have_last;
+            node = ml_first(g->series, &it);
         }
-        series_unlock(s);
+        for (unsigned k = 0; node && (k < WALK_SECTION || restarts >= WALK_RESTARTS);
+             node = ml_next(g->series, &it), k++) {
+            struct store_series *a = step(caa_container_of(node, struct store_series, node), restarts > 0, ctx);
+            if (a) {
+                size_t klen;
+                const void *key = ml_node_key(&a->node, &klen);
+                buf_reset(&last);
+                buf_append(&last, key, klen);
+                have_last = 1;
+#ifdef STORE_TEST_HOOKS
+                at = &a->node;
+#endif
+            }
+        }
+        done = node == NULL;
+#ifdef STORE_TEST_HOOKS
+        if (store_test_walk_hook && !done && at)
+            store_test_walk_hook(caa_container_of(at, struct store_series, node));
+#endif
+        rcu_read_unlock();
+        ml_throttle(REAP_MAX_PENDING);
     }
-    return n;
+    buf_free(&last);
+}
+
+struct reap_ctx {
+    struct store *st;
+    int64_t cutoff;
+    uint64_t deleted;
+};
+
+/* Delete @s if it expired (a walk_group step). */
+static struct store_series *reap_series(struct store_series *s, int restarted, void *arg)
+{
+    struct reap_ctx *c = arg;
+    (void)restarted;
+    if (LD(&s->newest) >= c->cutoff)
+        return s;
+    /* Re-check under the lock: a writer may have just added a sample. */
+    series_lock(s);
+    if (!ml_node_is_deleted(&s->node) && s->newest < c->cutoff && series_unlink(c->st, s)) {
+        ADD(&c->st->c.deleted_ttl, 1);
+        c->deleted++;
+    }
+    series_unlock(s);
+    return ml_node_is_deleted(&s->node) ? NULL : s;
 }
 
 /* Remove a group if it is empty. Read lock held; caller holds reap_mu. */
-static void reap_group_if_empty(struct store *st, struct store_metric *m, struct store_group *g)
+static void group_remove_if_empty(struct store *st, struct store_metric *m, struct store_group *g)
 {
     if (LD(&g->nseries) != 0 || !try_kill(&g->state))
         return;
@@ -943,7 +1017,7 @@ static void reap_group_if_empty(struct store *st, struct store_metric *m, struct
     }
 }
 
-static void reap_metric_if_empty(struct store *st, struct store_metric *m)
+static void metric_remove_if_empty(struct store *st, struct store_metric *m)
 {
     /* Typed or not: the type stays in st->types while metadata refreshes it. */
     if (LD(&m->ngroups) != 0 || !try_kill(&m->state))
@@ -954,6 +1028,23 @@ static void reap_metric_if_empty(struct store *st, struct store_metric *m)
     }
     if (ml_delete(st->metrics, &m->node) == 0)
         SUB(&st->c.metrics_live, 1);
+}
+
+/* The reaper's each_group steps. */
+static void reap_group(struct store *st, struct store_metric *m, struct store_group *g, void *ctx)
+{
+    walk_group(g, reap_series, ctx);
+    rcu_read_lock();
+    group_remove_if_empty(st, m, g);
+    rcu_read_unlock();
+}
+
+static void reap_metric(struct store *st, struct store_metric *m, void *ctx)
+{
+    (void)ctx;
+    rcu_read_lock();
+    metric_remove_if_empty(st, m);
+    rcu_read_unlock();
 }
 
 /*
@@ -976,8 +1067,30 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
     return out;
 }
 
-/* Pending reclaims (all maps) above which the reaper waits for them between groups. */
-#define REAP_MAX_PENDING 100000
+/*
+ * Call @on_group for every group of every metric, then @on_metric (if any)
+ * for the metric, outside read-side sections. Entries created during the
+ * walk are left for the next one. The reaper's (reap_mu held) or the
+ * destroyer's: groups and metrics stay valid while the callbacks run.
+ */
+static void each_group(struct store *st,
+                       void (*on_group)(struct store *st, struct store_metric *m, struct store_group *g, void *ctx),
+                       void (*on_metric)(struct store *st, struct store_metric *m, void *ctx), void *ctx)
+{
+    size_t nm;
+    struct ml_node **ms = collect(st->metrics, &nm);
+    for (size_t i = 0; i < nm; i++) {
+        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
+        size_t ng;
+        struct ml_node **gs = collect(m->groups, &ng);
+        for (size_t j = 0; j < ng; j++)
+            on_group(st, m, caa_container_of(gs[j], struct store_group, node), ctx);
+        free(gs);
+        if (on_metric)
+            on_metric(st, m, ctx);
+    }
+    free(ms);
+}
 
 /*
  * Compaction. After a mass delete (a scale-down, a burst that drained) the
@@ -996,15 +1109,13 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
  * starts with. For the label indexes a move is an unlink (the same generation
  * bumps as series_unlink), so no index keeps a pointer to the old copy. A
  * heap sample block is copied too, so each copy frees its own. Until the old
- * copies are reclaimed both exist: a group is walked in read-side sections
- * of at most COMPACT_SECTION moves, resumed from the last key moved
- * (ml_iter_at), and between sections the pass waits for pending reclaims
- * (REAP_MAX_PENDING), so neither the sections nor the old copies grow with
- * the group.
+ * copies are reclaimed both exist: the pass walks each group as the reaper
+ * does (walk_group), in bounded read-side sections with a wait for pending
+ * reclaims between them, so neither the sections nor the old copies grow
+ * with the group.
  */
 #define COMPACT_RATIO_DIV 2        /* live <= peak / 2 */
 #define COMPACT_MIN_DROP  65536ull /* and peak - live >= this */
-#define COMPACT_SECTION   1024     /* moves per read-side section */
 
 /* Move a locked, linked series into region memory. Read lock held. Returns
  * the new copy (unlocked), or NULL when the series was not moved. */
@@ -1037,70 +1148,30 @@ static struct store_series *series_move(struct store_series *s)
     return n;
 }
 
-/*
- * Move every live series of one group, in read-side sections. The group is
- * the reaper's (reap_mu held): it stays valid between sections. Each section
- * resumes after the last series moved, looked up by its key; if that one was
- * deleted meanwhile the walk starts again and skips what is already in
- * region memory, so it ends.
- */
-static uint64_t compact_group(struct store_group *g)
+/* Move @s unless it is gone, or (@restarted) already moved in this pass (a walk_group step). */
+static struct store_series *compact_series(struct store_series *s, int restarted, void *arg)
 {
-    uint64_t moved = 0;
-    struct buf last = BUF_INIT; /* key of the last series moved */
-    int have_last = 0, restarted = 0;
-    for (int done = 0; !done;) {
-        struct ml_iter it;
-        struct ml_node *node;
-        rcu_read_lock();
-        struct ml_node *at = have_last ? ml_lookup(g->series, last.data, last.len) : NULL;
-        if (at) {
-            ml_iter_at(g->series, at, &it);
-            node = ml_next(g->series, &it);
-        } else {
-            restarted |= have_last;
-            node = ml_first(g->series, &it);
-        }
-        for (unsigned k = 0; node && k < COMPACT_SECTION; node = ml_next(g->series, &it)) {
-            struct store_series *s = caa_container_of(node, struct store_series, node);
-            if (restarted && region_contains(s))
-                continue;
-            series_lock(s);
-            struct store_series *n = ml_node_is_deleted(&s->node) ? NULL : series_move(s);
-            if (n) {
-                size_t klen;
-                const void *key = ml_node_key(&n->node, &klen);
-                buf_reset(&last);
-                buf_append(&last, key, klen);
-                have_last = 1;
-                moved++;
-                k++;
-            }
-            series_unlock(s);
-        }
-        done = node == NULL;
-        rcu_read_unlock();
-        ml_throttle(REAP_MAX_PENDING);
-    }
-    buf_free(&last);
-    return moved;
+    uint64_t *moved = arg;
+    if (restarted && region_contains(s))
+        return s;
+    series_lock(s);
+    struct store_series *n = ml_node_is_deleted(&s->node) ? NULL : series_move(s);
+    *moved += n != NULL;
+    series_unlock(s);
+    return n ? n : ml_node_is_deleted(&s->node) ? NULL : s;
+}
+
+static void compact_group(struct store *st, struct store_metric *m, struct store_group *g, void *moved)
+{
+    (void)st, (void)m;
+    walk_group(g, compact_series, moved);
 }
 
 /* Compact every group; caller holds reap_mu. */
 static uint64_t compact_locked(struct store *st)
 {
     uint64_t moved = 0;
-    size_t nm;
-    struct ml_node **ms = collect(st->metrics, &nm);
-    for (size_t i = 0; i < nm; i++) {
-        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
-        size_t ng;
-        struct ml_node **gs = collect(m->groups, &ng);
-        for (size_t j = 0; j < ng; j++)
-            moved += compact_group(caa_container_of(gs[j], struct store_group, node));
-        free(gs);
-    }
-    free(ms);
+    each_group(st, compact_group, NULL, &moved);
     ADD(&st->c.moved, moved);
     ADD(&st->c.compactions, 1);
     st->live_peak = LD(&st->c.series_live);
@@ -1118,33 +1189,10 @@ uint64_t store_compact(struct store *st)
 uint64_t store_reap(struct store *st, int64_t now_ms)
 {
     int64_t cutoff = now_ms - st->cfg.series_ttl_ms;
-    uint64_t deleted = 0;
+    struct reap_ctx rc = {st, cutoff, 0};
 
     pthread_mutex_lock(&st->reap_mu);
-    /* Entries created during the pass are left for the next one. */
-    size_t nm;
-    struct ml_node **ms = collect(st->metrics, &nm);
-
-    for (size_t i = 0; i < nm; i++) {
-        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
-        size_t ng;
-        struct ml_node **gs = collect(m->groups, &ng);
-        /* One read-side section per group keeps them short. */
-        for (size_t j = 0; j < ng; j++) {
-            struct store_group *g = caa_container_of(gs[j], struct store_group, node);
-            rcu_read_lock();
-            deleted += reap_group(st, g, cutoff);
-            reap_group_if_empty(st, m, g);
-            rcu_read_unlock();
-            /* A mass expiry must not pile up unreclaimed series faster than grace periods end. */
-            ml_throttle(REAP_MAX_PENDING);
-        }
-        free(gs);
-        rcu_read_lock();
-        reap_metric_if_empty(st, m);
-        rcu_read_unlock();
-    }
-    free(ms);
+    each_group(st, reap_group, reap_metric, &rc);
 
     /* Types not refreshed by metadata for the TTL (on this clock: seen is
      * cleared at each pass, last_ms is the last pass that found it set). */
@@ -1170,7 +1218,7 @@ uint64_t store_reap(struct store *st, int64_t now_ms)
         compact_locked(st);
     ADD(&st->c.reap_passes, 1);
     pthread_mutex_unlock(&st->reap_mu);
-    return deleted;
+    return rc.deleted;
 }
 
 static int64_t wall_ms(void)
@@ -1282,6 +1330,21 @@ int store_new(const struct store_config *cfg, struct store **out)
     return 0;
 }
 
+/* store_free's each_group steps. */
+static void destroy_group_series(struct store *st, struct store_metric *m, struct store_group *g, void *ctx)
+{
+    (void)st, (void)m, (void)ctx;
+    ml_map_destroy(g->series);
+    g->series = NULL;
+}
+
+static void destroy_metric_groups(struct store *st, struct store_metric *m, void *ctx)
+{
+    (void)st, (void)ctx;
+    ml_map_destroy(m->groups);
+    m->groups = NULL;
+}
+
 void store_free(struct store *st)
 {
     if (!st)
@@ -1294,22 +1357,7 @@ void store_free(struct store *st)
         pthread_join(st->reaper, NULL);
     }
     /* Nobody else uses the store now: destroy bottom-up, so no reclaim callback retires a live map. */
-    size_t nm;
-    struct ml_node **ms = collect(st->metrics, &nm);
-    for (size_t i = 0; i < nm; i++) {
-        struct store_metric *m = caa_container_of(ms[i], struct store_metric, node);
-        size_t ng;
-        struct ml_node **gs = collect(m->groups, &ng);
-        for (size_t j = 0; j < ng; j++) {
-            struct store_group *g = caa_container_of(gs[j], struct store_group, node);
-            ml_map_destroy(g->series);
-            g->series = NULL;
-        }
-        free(gs);
-        ml_map_destroy(m->groups);
-        m->groups = NULL;
-    }
-    free(ms);
+    each_group(st, destroy_group_series, destroy_metric_groups, NULL);
     ml_map_destroy(st->metrics);
     ml_map_destroy(st->types);
     rcu_barrier(); /* heap blocks replaced by writers */
