@@ -19,13 +19,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/churn
-if [ -z "${ADAPTER:-}" ]; then
-  ADAPTER=$ROOT/build-b/bin/metrics-adapter
-  [ -x "$ADAPTER" ] || ADAPTER=$ROOT/build/bin/metrics-adapter
-fi
+. "$ROOT/bench/common/lib.sh"
 CHURN_GEN=${CHURN_GEN:-$(dirname "$ADAPTER")/churn_gen}
 GO=${GO:-go}
-PY=/usr/bin/python3
 
 smoke=0 out=$HERE/results peers=1
 sched=(--rate 10000 --live 200000 --steady 120 --burst 1000000 --burst-rate 100000 --hold 5 --idle 30)
@@ -47,34 +43,9 @@ done
 sched+=("${extra[@]}")
 mkdir -p "$out"
 
-TMP=$(mktemp -d /tmp/ma-bench-churn.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+bench_init churn
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_http() {
-  local deadline=$((SECONDS + $2))
-  until curl -sf -o /dev/null "$1"; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "timed out waiting for $1" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-  "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "schedule: ${sched[*]}"
 subjects=(adapter)
 

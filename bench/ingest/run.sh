@@ -13,17 +13,16 @@
 #
 # usage: bench/ingest/run.sh [--smoke] [--connections N] [--duration S]
 #                            [--series N] [--proto v1|v2] [--only adapter|prometheus]
-# env:   ADAPTER (default build/bin/metrics-adapter), LOADGEN (default
-#        build/bin/ingest_loadgen), PROMETHEUS (default prometheus),
+# env:   ADAPTER (default build-b/bin/metrics-adapter, else build/bin/...),
+#        LOADGEN (default next to ADAPTER), PROMETHEUS (default prometheus),
 #        ADAPTER_ARGS (extra adapter flags).
 # --smoke: a short run (1 connection, 200 series, 10 requests) that only
 # asserts that both servers counted every sample the generator had accepted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-ADAPTER=${ADAPTER:-$ROOT/build/bin/metrics-adapter}
-LOADGEN=${LOADGEN:-$ROOT/build/bin/ingest_loadgen}
+. "$ROOT/bench/common/lib.sh"
+LOADGEN=${LOADGEN:-$(dirname "$ADAPTER")/ingest_loadgen}
 PROMETHEUS=${PROMETHEUS:-prometheus}
-PY=/usr/bin/python3
 
 smoke=0 conns=2 duration=10 series=2000 proto=v1 only="" warmup=3 maxreq=0
 while [ $# -gt 0 ]; do
@@ -39,32 +38,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-TMP=$(mktemp -d /tmp/ma-bench-ingest.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_http URL SECONDS: until URL answers 200, or fail.
-wait_http() {
-  local deadline=$((SECONDS + $2))
-  until curl -sf -o /dev/null "$1"; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "timed out waiting for $1" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-}
+bench_init ingest
 
 # counter URL NAME: the sum of every series of a metric in a /metrics page.
 counter() {
@@ -150,8 +124,7 @@ run_prometheus() {
   wait "$pid" 2>/dev/null || true
 }
 
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-  "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "load: $conns connections x $series series x 1 sample, proto $proto, ${duration} s (warm-up ${warmup} s)"
 [ "$only" = prometheus ] || run_adapter
 [ "$only" = adapter ] || run_prometheus

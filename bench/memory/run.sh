@@ -20,13 +20,9 @@
 #        MEMLOAD (default next to ADAPTER), PROMETHEUS (default prometheus).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-if [ -z "${ADAPTER:-}" ]; then
-  ADAPTER=$ROOT/build-b/bin/metrics-adapter
-  [ -x "$ADAPTER" ] || ADAPTER=$ROOT/build/bin/metrics-adapter
-fi
+. "$ROOT/bench/common/lib.sh"
 MEMLOAD=${MEMLOAD:-$(dirname "$ADAPTER")/memload}
 PROMETHEUS=${PROMETHEUS:-prometheus}
-PY=/usr/bin/python3
 out=$ROOT/bench/memory/results sizes="100000 1000000" only="" batch=222
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,27 +35,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$out"
-TMP=$(mktemp -d /tmp/ma-bench-memory.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_http() {
-  local deadline=$((SECONDS + $2))
-  until curl -sf -o /dev/null "$1"; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $1" >&2; return 1; }
-    sleep 0.1
-  done
-}
+bench_init memory
 gauge() {
   curl -sf "$1" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
 }
@@ -91,8 +67,7 @@ wait_count() {
 }
 
 echo "batch: $batch series per request"
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-  "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "server,series,rss_bytes,bytes_per_series" >"$out/memory.csv"
 
 # measure NAME PID WRITE_URL METRICS_URL COUNT_METRIC
