@@ -113,8 +113,9 @@ static const struct flag flag_table[] = {
     {"kubeconfig", F_STRING, OFF(kubeconfig), "",
      "kubeconfig for the Kubernetes API (reviews, ConfigMap); empty = in-cluster service account if any"},
     {"pod-labels-source", F_STRING, OFF(pod_labels_source), "auto",
-     "where pods reads match labelSelector: kubernetes (a pod metadata cache: LIST+WATCH), series (the "
-     "series' own labels), auto (kubernetes when an API is configured, else series)"},
+     "where pods reads match labelSelector: kubernetes (a pod metadata cache: LIST+WATCH; pods/* then "
+     "serves only pods the API has), series (the series' own labels), auto (kubernetes when an API is "
+     "configured, else series)"},
     {"kube-api-timeout", F_DURATION, OFF(kube_api_timeout_ms), "5s", "timeout of one Kubernetes API call"},
     {"ingest-tls-cert-file", F_STRING, OFF(ingest_tls_cert_file), "",
      "serve --listen-address over TLS with this certificate (PEM); reloaded on change"},

@@ -54,7 +54,8 @@ bool podcache_selected(const struct podcache *pc, const char *ns, const char *na
  * The process's cache for pods reads (query.c), or NULL: labelSelector is then
  * matched against the series' own labels (--pod-labels-source=series, or no
  * Kubernetes API). /readyz waits for podcache_synced() of the active cache.
- * query.c consults it for pods reads that carry a labelSelector, once synced.
+ * query.c consults it, once synced, for pods reads that carry a labelSelector
+ * and for reads of all pods (name "*").
  */
 void podcache_set_active(struct podcache *pc);
 struct podcache *podcache_active(void);

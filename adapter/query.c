@@ -1066,11 +1066,14 @@ int query_eval(const struct rules_set *rules, struct store *st, const struct que
      * labels, not the series'; the series are selected without it and each
      * pod's aggregate is kept only when the cache has the pod and it matches
      * (before the first sync, /readyz is 503 and the series' labels serve).
-     * Without a labelSelector the read is as without the cache. */
+     * A read of all pods ("*") without a labelSelector keeps the pods the
+     * cache has, as prometheus-adapter lists the pods and asks for those:
+     * series of a pod deleted before its stale markers arrived are not
+     * served. A read by name without a labelSelector does not consult it. */
     struct podcache *pods = NULL;
     const struct sel_selector *pod_sel = NULL;
     struct query_request qpods;
-    if (!q->external && q->label_sel && q->resource &&
+    if (!q->external && (q->label_sel || !q->name) && q->resource &&
         (strcmp(q->resource, "pods") == 0 || strcmp(q->resource, "pod") == 0) &&
         (pods = podcache_active()) != NULL && podcache_synced(pods)) {
         pod_sel = q->label_sel;
