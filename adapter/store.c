@@ -135,7 +135,7 @@ struct counters {
     uint64_t accepted, out_of_order, dropped_refused, dropped_invalid, dropped_unwanted, stale_absent;
     uint64_t heap_blocks, reap_passes;
     uint64_t moved, compactions;
-    uint64_t types_live;
+    uint64_t types_live, types_refused;
     uint64_t group_gen; /* bumped before every group unlink: store_group_generation() */
 };
 
@@ -874,6 +874,7 @@ void store_set_metric_type(struct store *st, const char *name, size_t len, int t
         }
     } else if (!n) {
         SUB(&st->c.types_live, 1); /* full: only a metric already held gets the type */
+        ADD(&st->c.types_refused, 1);
     }
     if (n) {
         struct store_typed *t = caa_container_of(n, struct store_typed, node);
@@ -1637,6 +1638,7 @@ void store_get_stats(struct store *st, struct store_stats *o)
     o->moved = LD(&st->c.moved);
     o->compactions = LD(&st->c.compactions);
     o->types_live = LD(&st->c.types_live);
+    o->types_refused = LD(&st->c.types_refused);
 }
 
 static void family(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
@@ -1700,6 +1702,11 @@ void store_collect(void *ctx, struct buf *b)
     expo_sample_raw(b, "metrics_adapter_samples_dropped_total", "reason=\"stale_unknown_series\"",
                     s.stale_absent);
 
+    family(b, "metrics_adapter_metadata_types", "gauge",
+           "Metric names whose type remote-write metadata gave, held for metrics not seen yet.", s.types_live);
+    family(b, "metrics_adapter_metadata_types_refused_total", "counter",
+           "Metadata for names not held that the full type table did not keep.",
+           s.types_refused);
     family(b, "metrics_adapter_series_heap_blocks", "gauge",
            "Series whose rate window outgrew the inline sample ring.", s.heap_blocks);
     family(b, "metrics_adapter_reaper_passes_total", "counter", "Completed reaper passes.", s.reap_passes);

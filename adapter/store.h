@@ -302,6 +302,7 @@ struct store_stats {
     uint64_t reap_passes;
     uint64_t moved, compactions; /* store_compact(): series moved, passes */
     uint64_t types_live;         /* names in the metadata type table (<= STORE_MAX_TYPES) */
+    uint64_t types_refused;      /* metadata for names not held, dropped because the table was full */
 };
 void store_get_stats(struct store *st, struct store_stats *out);
 

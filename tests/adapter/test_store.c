@@ -539,6 +539,7 @@ static void test_metadata_bounded(void)
     CHECK_EQ(ss.metrics_live, 0);
     CHECK_EQ(ss.groups_live, 0);
     CHECK_EQ(ss.types_live, STORE_MAX_TYPES);
+    CHECK_EQ(ss.types_refused, 10000 - STORE_MAX_TYPES);
     /* A name the table holds: its first series' metric is typed. */
     T_LABELS(&ls, "__name__", "fam_5", "pod", "p");
     CHECK_EQ(t_write1(st, &ls, 1000, 1.0), 0);
