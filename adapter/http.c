@@ -2,8 +2,14 @@
  * http: listeners over libmicrohttpd 0.9.75.
  *
  * DESIGN: one MHD daemon per listener, MHD_USE_INTERNAL_POLLING_THREAD |
- * MHD_USE_EPOLL with a thread pool; the connection limit is split by MHD
- * across the pool threads. We create, bind and listen the socket ourselves
+ * MHD_USE_POLL with a thread pool; the connection limit is split by MHD
+ * across the pool threads. Not MHD_USE_EPOLL: with epoll, 0.9.75's
+ * MHD_quiesce_daemon() and a pool thread that is awake race to remove the
+ * listening socket from the thread's epoll set, and the loser calls
+ * MHD_PANIC (abort) on ENOENT or EBADF, so a SIGTERM while connections come
+ * and go could end the process with SIGABRT instead of a drain. With poll the
+ * pool threads only stop polling the socket. poll costs O(connections) per
+ * wake-up, which the connection limits keep small. We create, bind and listen the socket ourselves
  * and hand it to MHD (MHD_OPTION_LISTEN_SOCKET): that gives start-up errors a
  * real errno (EADDRINUSE, EACCES) and tells us the bound address, from which
  * the port (port 0 picks a free one) and "loopback or not" are derived. The
@@ -799,7 +805,7 @@ int http_start(struct http_server *srv)
     /* MHD splits the limit across pool threads; each must get at least one. */
     unsigned maxconn = srv->max_connections < threads ? threads : srv->max_connections;
     /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with a thread pool (http_quiesce). */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (got.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (srv->tls)

@@ -4,7 +4,7 @@
 /*
  * http: the adapter's HTTP listeners over libmicrohttpd.
  *
- * Each listener is its own MHD daemon with its own epoll thread pool, so an
+ * Each listener is its own MHD daemon with its own thread pool, so an
  * ingest burst cannot starve the HPA's reads. Handlers run on MHD's pool
  * threads, which http registers as RCU readers lazily (ml_thread_online()).
  * A handler sees the whole request body at once: http accumulates it up to the
