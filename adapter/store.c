@@ -954,7 +954,8 @@ static void walk_group(struct store_group *g, series_step_fn step, void *ctx)
         }
         for (unsigned k = 0; node && (k < WALK_SECTION || restarts >= WALK_RESTARTS);
              node = ml_next(g->series, &it), k++) {
-            struct store_series *a = step(caa_container_of(node, struct store_series, node), restarts > 0, ctx);
+            struct store_series *a =
+                step(caa_container_of(node, struct store_series, node), restarts > 0, ctx);
             if (a) {
                 size_t klen;
                 const void *key = ml_node_key(&a->node, &klen);
@@ -1075,7 +1076,8 @@ static struct ml_node **collect(struct ml_map *map, size_t *n)
  * destroyer's: groups and metrics stay valid while the callbacks run.
  */
 static void each_group(struct store *st,
-                       void (*on_group)(struct store *st, struct store_metric *m, struct store_group *g, void *ctx),
+                       void (*on_group)(struct store *st, struct store_metric *m, struct store_group *g,
+                                        void *ctx),
                        void (*on_metric)(struct store *st, struct store_metric *m, void *ctx), void *ctx)
 {
     size_t nm;
@@ -1703,10 +1705,10 @@ void store_collect(void *ctx, struct buf *b)
                     s.stale_absent);
 
     family(b, "metrics_adapter_metadata_types", "gauge",
-           "Metric names whose type remote-write metadata gave, held for metrics not seen yet.", s.types_live);
+           "Metric names whose type remote-write metadata gave, held for metrics not seen yet.",
+           s.types_live);
     family(b, "metrics_adapter_metadata_types_refused_total", "counter",
-           "Metadata for names not held that the full type table did not keep.",
-           s.types_refused);
+           "Metadata for names not held that the full type table did not keep.", s.types_refused);
     family(b, "metrics_adapter_series_heap_blocks", "gauge",
            "Series whose rate window outgrew the inline sample ring.", s.heap_blocks);
     family(b, "metrics_adapter_reaper_passes_total", "counter", "Completed reaper passes.", s.reap_passes);
