@@ -40,7 +40,7 @@ static void test_new_invalid(void)
     cfg.min_buckets = 0;
     cfg.max_buckets = 3; /* not a power of two */
     CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
-    cfg.max_buckets = 1UL << 33; /* beyond the contiguous layout */
+    cfg.max_buckets = 1UL << 31; /* beyond maplib's limit, 2^30 */
     CHECK_EQ(ml_map_new(&cfg, &m), -EINVAL);
     cfg.min_buckets = 64;
     cfg.max_buckets = 32; /* below the minimum */
@@ -401,6 +401,7 @@ static void test_retire(void)
      * readers until they leave it. */
     CHECK_EQ(ml_map_retire(m), 0);
     CHECK_EQ(ml_map_is_retired(m), 1);
+    CHECK_EQ(ml_map_retire(m), -EINVAL); /* once only */
     CHECK_PTR(ml_lookup(m, "a", 1), NULL);
     rcu_read_unlock();
 
@@ -414,6 +415,35 @@ static void test_retire(void)
     rcu_read_unlock();
     frees = __atomic_load_n(&t_frees, __ATOMIC_RELAXED);
     CHECK(WAIT_UNTIL(__atomic_load_n(&t_frees, __ATOMIC_RELAXED) > frees, 10));
+}
+
+/* Deletes are pending while a read-side section is open; ml_throttle() waits them out. */
+static void test_throttle(void)
+{
+    enum { K = 500 };
+    struct ml_map *m = new_map("throttle", 1);
+    char key[16];
+    struct ml_stats st;
+
+    rcu_barrier(); /* nothing of the earlier tests pending */
+    CHECK_EQ(ml_pending_total(), 0);
+    rcu_read_lock();
+    for (unsigned i = 0; i < K; i++) {
+        key_of(key, sizeof(key), i);
+        struct t_ent *e = t_ent_new(key, i);
+        CHECK_EQ(ml_insert(m, &e->node, NULL), 0);
+        CHECK_EQ(ml_delete(m, &e->node), 0);
+    }
+    /* No grace period can end while this section is open. */
+    CHECK_EQ(ml_pending_total(), K);
+    rcu_read_unlock();
+    CHECK_EQ(ml_throttle(UINT64_MAX), 0); /* under the limit: returns at once */
+    ml_throttle(0);                       /* over it (unless already reclaimed): waits */
+    CHECK_EQ(ml_pending_total(), 0);
+    ml_map_stats(m, &st);
+    CHECK_EQ(st.reclaimed, K);
+    CHECK_EQ(st.pending, 0);
+    CHECK_EQ(ml_map_destroy(m), 0);
 }
 
 static void test_stats_total(void)
@@ -550,6 +580,7 @@ int main(void)
     test_max_buckets();
     test_destroy_with_entries();
     test_retire();
+    test_throttle();
     test_stats_total();
     test_thread_online();
     test_trim_policy();

@@ -3,7 +3,7 @@
  *
  * Several threads join with ml_thread_online(), do a lookup (so they have
  * really been through a read-side critical section), then block on a condition
- * variable, the way an idle libmicrohttpd pool thread blocks in epoll_wait().
+ * variable, the way an idle libmicrohttpd pool thread blocks in poll().
  * Meanwhile the main thread inserts and deletes entries in rounds; after every
  * round the reclaimed count must catch up with the deleted count within a
  * deadline. With urcu-memb a registered thread outside a read-side section

@@ -36,7 +36,12 @@
  * -----------------------
  * maplib uses the default liburcu flavour, urcu-memb (<urcu.h>, -lurcu). A
  * registered thread outside a read-side critical section never holds back a
- * grace period (tests/maplib/test_maplib_idle: eight registered threads
+ * grace period. Why: under memb, rcu_read_lock() stores the current grace
+ * period phase in the thread's own reader word and the outermost
+ * rcu_read_unlock() clears it; synchronize_rcu() waits only for the readers
+ * whose word is non-zero and of the old phase, so a thread whose word is zero
+ * (outside any section, however long it sleeps) is skipped, with no action of
+ * its own. Measured too (tests/maplib/test_maplib_idle: eight registered threads
  * blocked on a condition variable, 100,000 deletes reclaimed round after
  * round within 20-35 ms; its control shows a thread blocked INSIDE a
  * read-side section does hold reclamation back). That is why memb and not
@@ -86,7 +91,7 @@
  * The bucket array's layout is chosen by ml_map_config.max_buckets (see
  * there): the default (order allocator) is cheapest for small maps; big maps
  * should set max_buckets for the contiguous layout, which made lookups in a
- * 100,000-entry map about 2.5x faster here.
+ * 100,000-entry map about 1.5-2x faster here.
  *
  * Back-pressure
  * -------------
@@ -179,7 +184,7 @@ struct ml_map_config {
     /* Frees the enclosing entry after a grace period. Required. */
     ml_reclaim_fn reclaim;
     /*
-     * Maximum number of buckets, a power of two <= 2^32, or 0 for no limit.
+     * Maximum number of buckets, a power of two <= 2^30, or 0 for 2^30.
      * It also selects the bucket array's layout:
      *  0: cds_lfht's order allocator, one small array per doubling. Cheapest
      *     for small maps (a map starts at one 16-byte bucket), and what the
@@ -225,7 +230,10 @@ struct ml_stats {
  *
  * Returns 0, -EINVAL (bad configuration) or -ENOMEM.
  * Must be called from a registered thread, outside a read-side critical
- * section. Starts maplib's maintenance thread on first use.
+ * section. Starts maplib's maintenance thread on first use. The process-wide
+ * set-up of that first use (the hash seed from getrandom(), the thread) has no
+ * caller to fail to: if it fails, maplib prints the cause and aborts, as
+ * liburcu does when it cannot start its own threads.
  */
 int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out);
 
@@ -247,8 +255,9 @@ int ml_map_destroy(struct ml_map *map);
  *       already unlinked whatever pointed to it).
  *
  * The maintenance thread waits for a grace period, so that readers that still
- * hold @map finish, then destroys it. Returns 0, or -ENOTEMPTY if the map
- * still holds entries (the map is then left untouched).
+ * hold @map finish, then destroys it. Returns 0, -ENOTEMPTY if the map
+ * still holds entries, or -EINVAL if it was already retired (the map is then
+ * left untouched).
  * May be called inside a read-side critical section and from a reclaim
  * callback.
  */
@@ -288,6 +297,8 @@ static inline const void *ml_node_key(const struct ml_node *node, size_t *keylen
 
 /*
  * ml_lookup - find the entry with this key.
+ * @map: the map.
+ * @key, @keylen: the key bytes (only read during the call).
  *
  * Returns the node or NULL. Call with rcu_read_lock() held; the node stays
  * valid (not freed) until rcu_read_unlock(), but it may be unlinked
@@ -360,6 +371,10 @@ int ml_node_is_deleted(struct ml_node *node);
  *
  *     struct ml_iter it;
  *     for (struct ml_node *n = ml_first(map, &it); n; n = ml_next(map, &it))
+ *
+ * ml_first() returns the first node and ml_next() the one after the last
+ * returned, or NULL at the end. Nodes returned are valid until
+ * rcu_read_unlock(), with the same guarantees as ml_lookup()'s.
  */
 struct ml_iter {
     struct cds_lfht_iter _it;
