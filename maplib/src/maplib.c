@@ -690,9 +690,10 @@ int ml_map_new(const struct ml_map_config *cfg, struct ml_map **out)
     if (!cfg || !cfg->reclaim || !out || cfg->min_buckets > ML_MAX_BUCKETS || cfg->key_offset > UINT32_MAX ||
         (cfg->key_offset && cfg->key_offset < sizeof(struct ml_node)))
         return -EINVAL;
-    /* cds_lfht takes the contiguous (mmap) bucket layout for a max <= 2^32. */
-    if (cfg->max_buckets && ((cfg->max_buckets & (cfg->max_buckets - 1)) || cfg->max_buckets > ML_MAX_BUCKETS ||
-                             cfg->max_buckets < (cfg->min_buckets ? cfg->min_buckets : 1)))
+    /* A power of two, at most 2^30: cds_lfht takes the contiguous (mmap) layout for it. */
+    if (cfg->max_buckets &&
+        ((cfg->max_buckets & (cfg->max_buckets - 1)) || cfg->max_buckets > ML_MAX_BUCKETS ||
+         cfg->max_buckets < (cfg->min_buckets ? cfg->min_buckets : 1)))
         return -EINVAL;
     ensure_init();
     min = next_pow2(cfg->min_buckets ? cfg->min_buckets : 1);
