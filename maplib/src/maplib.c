@@ -322,6 +322,9 @@ static int node_match(struct cds_lfht_node *ln, const void *key)
     const struct ml_node *n = caa_container_of(ln, struct ml_node, _lfht);
     const struct ml_key *k = key;
 
+    /* The chain walk reached @ln through an rcu_dereference, as a lookup's result. */
+    tsan_consume(ln);
+
     const char *stored = (const char *)n + (k->off ? k->off : n->_keyoff);
 
     /* memcmp with a NULL pointer is undefined even for length 0. */

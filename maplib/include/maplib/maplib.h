@@ -108,13 +108,17 @@
  * instrumented). In TSan builds maplib annotates publication (a node is
  * released when linked and acquired when a lookup or walk returns it), so the
  * caller's initialisation of an entry is ordered before readers' use of it;
- * frees in reclaim callbacks run on liburcu's call_rcu thread and are
- * suppressed by the liburcu frames named in tests/tsan.supp. What the tsan
- * tests check is therefore the concurrency that is not RCU: maplib's striped
- * counters, resize queue and registry, the per-entry lock and state words of
- * the get-or-create-then-update pattern, and thread registration (threads
- * that join with ml_thread_online() and exit). A too-early free is ASan's job
- * (the stress test under ASan, plus poisoned entries checked by readers).
+ * frees in reclaim callbacks run on liburcu's call_rcu thread, and
+ * tests/tsan.supp suppresses the races reported with a reclaim callback on
+ * either stack, by the callbacks' names (not liburcu's modules: code liburcu
+ * calls back, such as the key compare, stays checked, and
+ * maplib_tsan_control plants a race there that must be reported). What the
+ * tsan tests check is therefore the concurrency that is not RCU: maplib's
+ * striped counters, resize queue and registry, the per-entry lock and state
+ * words of the get-or-create-then-update pattern, and maplib's side of thread
+ * registration (threads that join with ml_thread_online() and exit; liburcu's
+ * own registry is not instrumented). A too-early free is ASan's job (the
+ * stress test under ASan, plus poisoned entries checked by readers).
  *
  * Tracing
  * -------
