@@ -16,7 +16,7 @@
  * never resized; maplib starts at one bucket and sizes itself (the prefill
  * is done before timing), with max_buckets = --max-buckets (default 1 << 24,
  * the contiguous bucket layout a big map uses; 0 = the order allocator of
- * small maps, see maplib.h). Updates in read-mostly are relaxed atomic stores
+ * small maps, see maplib.h). The raw table gets the same layout. Updates in read-mostly are relaxed atomic stores
  * into the entry found (RCU tables) or a store under the write lock (rwlock
  * table). Churn frees through call_rcu (RCU tables) or at once (rwlock).
  *
@@ -169,8 +169,10 @@ static void table_new(struct table *t, enum impl impl, unsigned long expect)
         if (ml_map_new(&cfg, &t->map))
             abort();
     } else if (impl == IMPL_RAW) {
+        /* The same bucket layout as maplib's: a max selects cds_lfht's contiguous
+         * (mmap) one, 0 its order allocator. */
         unsigned long b = pow2_at_least(expect);
-        t->ht = cds_lfht_new(b, b, 0, 0, NULL);
+        t->ht = cds_lfht_new(b, b, opt.max_buckets ? b : 0, 0, NULL);
         if (!t->ht)
             abort();
     } else {
