@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   liburcu-dev libxxhash-dev libmicrohttpd-dev libgnutls28-dev libsnappy-dev zlib1g-dev
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libpcre2-dev
-  libcurl4-openssl-dev libjansson-dev libjemalloc-dev systemtap-sdt-dev
+  libcurl4-openssl-dev libjansson-dev systemtap-sdt-dev
   valgrind curl openssl procps
   prometheus prometheus-node-exporter golang-go wrk gnuplot-nox
   python3 python3-kubernetes python3-snappy python3-yaml
