@@ -101,6 +101,8 @@
 
 #include "maplib/maplib.h"
 
+#include "key_equal.h"
+
 /*
  * ThreadSanitizer does not see liburcu's barriers (the library is not
  * instrumented), so it would report the caller's initialisation of an entry
@@ -327,8 +329,7 @@ static int node_match(struct cds_lfht_node *ln, const void *key)
 
     const char *stored = (const char *)n + (k->off ? k->off : n->_keyoff);
 
-    /* memcmp with a NULL pointer is undefined even for length 0. */
-    return n->_keylen == k->len && (k->len == 0 || memcmp(stored, k->p, k->len) == 0);
+    return n->_keylen == k->len && key_equal(stored, k->p, k->len);
 }
 
 struct map_sums {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "key_equal.h"
 #include "ml_test.h"
 
 T_DEFINE_COUNTERS;
@@ -68,6 +69,25 @@ static void test_name_and_min(void)
     CHECK_EQ(st.live, 0);
     CHECK_EQ(ml_map_destroy(a), 0);
     CHECK_EQ(ml_map_destroy(b), 0);
+}
+
+/* The key compare itself: a lookup reaches it only on equal hashes, so collisions are rare to test through
+ * it. */
+static void test_key_equal(void)
+{
+    char a[64], b[64];
+
+    for (size_t len = 0; len <= 40; len++)
+        for (size_t off = 0; off < 8; off++) { /* any alignment */
+            for (size_t i = 0; i < len; i++)
+                a[off + i] = b[i] = (char)('a' + (i * 7 + len) % 26);
+            CHECK_EQ(key_equal(a + off, b, len), 1);
+            for (size_t p = 0; p < len; p++) { /* one byte differs, wherever it is */
+                b[p] ^= 0x20;
+                CHECK_EQ(key_equal(a + off, b, len), 0);
+                b[p] ^= 0x20;
+            }
+        }
 }
 
 static void test_insert_lookup(void)
@@ -568,6 +588,7 @@ static void test_trim_tail(void)
 int main(void)
 {
     ml_thread_online();
+    test_key_equal();
     test_new_invalid();
     test_name_and_min();
     test_insert_lookup();
