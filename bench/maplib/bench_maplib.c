@@ -16,9 +16,10 @@
  * never resized; maplib starts at one bucket and sizes itself (the prefill
  * is done before timing), with max_buckets = --max-buckets (default 1 << 24,
  * the contiguous bucket layout a big map uses; 0 = the order allocator of
- * small maps, see maplib.h). The raw table gets the same layout. Updates in read-mostly are relaxed atomic stores
- * into the entry found (RCU tables) or a store under the write lock (rwlock
- * table). Churn frees through call_rcu (RCU tables) or at once (rwlock).
+ * small maps, see maplib.h). The raw table gets the same layout. Updates
+ * in read-mostly are relaxed atomic stores into the entry found (RCU tables)
+ * or a store under the write lock (rwlock table). Churn frees through
+ * call_rcu (RCU tables) or at once (rwlock).
  *
  * Each configuration (mix, thread count) fills the three tables once, then
  * runs R rounds; a round gives each table one slice of S/R seconds, in
