@@ -9,11 +9,13 @@
  * MHD_PANIC (abort) on ENOENT or EBADF, so a SIGTERM while connections come
  * and go could end the process with SIGABRT instead of a drain. With poll the
  * pool threads only stop polling the socket. poll costs O(connections) per
- * wake-up, which the connection limits keep small. We create, bind and listen the socket ourselves
- * and hand it to MHD (MHD_OPTION_LISTEN_SOCKET): that gives start-up errors a
- * real errno (EADDRINUSE, EACCES) and tells us the bound address, from which
- * the port (port 0 picks a free one) and "loopback or not" are derived. The
- * peer address never decides anything.
+ * wake-up, which the connection limits keep small.
+ *
+ * We create, bind and listen the socket ourselves and hand it to MHD
+ * (MHD_OPTION_LISTEN_SOCKET): that gives start-up errors a real errno
+ * (EADDRINUSE, EACCES) and tells us the bound address, from which the port
+ * (port 0 picks a free one) and "loopback or not" are derived. The peer
+ * address never decides anything.
  *
  * A request goes through MHD's access handler several times:
  *  1. first call (headers read): register the pool thread with RCU (lazily,
