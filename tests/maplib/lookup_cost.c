@@ -4,6 +4,10 @@
  *
  *   lookup_cost maplib N L    a maplib map (created with 1 bucket, sized by
  *                             maplib's own policy, automatically)
+ *   lookup_cost cycled N L    the same map after 0 -> N -> 0 -> N entries
+ *                             (grown, shrunk to its minimum, grown again)
+ *   lookup_cost shrunk N L    the same map after 0 -> 100,000 -> N entries
+ *                             (the lookups are of the N left)
  *   lookup_cost stuck N L     a raw cds_lfht left at 1 bucket with resizing
  *                             off: what a table whose resize switched itself
  *                             off costs (the control that shows the
@@ -30,6 +34,35 @@ static int raw_match(struct cds_lfht_node *n, const void *key)
 {
     const struct raw_ent *e = caa_container_of(n, struct raw_ent, node);
     return strlen(key) == e->klen && memcmp(e->key, key, e->klen) == 0;
+}
+
+static void fill(struct ml_map *map, unsigned from, unsigned to)
+{
+    char key[24];
+    rcu_read_lock();
+    for (unsigned i = from; i < to; i++) {
+        snprintf(key, sizeof(key), "key-%u", i);
+        CHECK_EQ(ml_insert(map, &t_ent_new(key, i)->node, NULL), 0);
+    }
+    rcu_read_unlock();
+}
+
+/* Delete keys [from, to), in read-side sections of 1,024, then wait for maplib to size the map. */
+static void drain(struct ml_map *map, unsigned from, unsigned to)
+{
+    char key[24];
+    struct ml_stats st;
+    for (unsigned i = from; i < to;) {
+        rcu_read_lock();
+        for (unsigned k = 0; k < 1024 && i < to; k++, i++) {
+            snprintf(key, sizeof(key), "key-%u", i);
+            struct ml_node *nd = ml_lookup(map, key, strlen(key));
+            CHECK(nd != NULL);
+            CHECK_EQ(ml_delete(map, nd), 0);
+        }
+        rcu_read_unlock();
+    }
+    CHECK(WAIT_UNTIL((ml_map_stats(map, &st), st.buckets == 1 || st.buckets <= 8 * st.live), 120));
 }
 
 int main(int argc, char **argv)
@@ -67,6 +100,16 @@ int main(int argc, char **argv)
         }
     }
     rcu_read_unlock();
+    if (!strcmp(argv[1], "cycled")) {
+        drain(map, 0, n);
+        fill(map, 0, n);
+    } else if (!strcmp(argv[1], "shrunk")) {
+        CHECK(n < 100000);
+        fill(map, n, 100000);
+        struct ml_stats st;
+        CHECK(WAIT_UNTIL((ml_map_stats(map, &st), st.live <= 2 * st.buckets), 120));
+        drain(map, n, 100000);
+    }
     if (!stuck) {
         /* Wait for the maintenance thread, with no help from the test. */
         struct ml_stats st;
