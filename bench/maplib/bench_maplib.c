@@ -396,7 +396,7 @@ struct config {
  * Each worker on its own pair of cache lines (128 B: the adjacent-line
  * prefetcher pairs them), so that one worker's stores never invalidate a line
  * another worker is reading. Without it the workers sat side by side on the
- * stack and the slot of one shared a line with the random state of the next;
+ * stack and the miss counter of one shared a line with the random state of the next;
  * which table paid for it depended on where the stack landed, and the
  * maplib/raw ratio at 2 threads changed from run to run (0.64 or 0.90).
  */
